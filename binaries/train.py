@@ -1,0 +1,27 @@
+"""Dense training of one zoo model, with the same model, data, training and folder flags as lottery.
+
+  python -m binaries.train --dataset=mnist_small --validation_size=1000 --train_steps=2000
+"""
+
+from absl import app
+
+from binaries import experiment_flags
+from tf_lottery import experiment
+from tf_lottery import results
+
+
+def main(argv):
+    if len(argv) > 1:
+        experiment_flags.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    prepared = experiment_flags.prepare("train")
+    record = experiment.run_training(prepared)
+    print(results.format_table([record]))
+    print(f"results: {prepared.directory}")
+
+
+def run_main():
+    app.run(main, flags_parser=experiment_flags.parse_flags)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,31 @@
+"""tf_lottery: lottery-ticket experiments for Keras 3 and TensorFlow."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tf_lottery",
+    version="0.1.0",
+    description="Find and study lottery tickets (IMP with reset and rewind) in Keras 3 / TensorFlow.",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tf_lottery", "tf_lottery.*", "binaries"]),
+    package_data={"tf_lottery": ["data_files/mnist_small/*.gz", "data_files/mnist_small/README.md"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tensorflow-model-optimization>=0.8,<0.9",
+        "tensorflow-datasets>=4.9,<5",
+        "absl-py>=1.4,<3",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    },
+    entry_points={"console_scripts": [
+        "tf-lottery=binaries.lottery:run_main",
+        "tf-lottery-train=binaries.train:run_main",
+    ]},
+)

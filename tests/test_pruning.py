@@ -1,0 +1,120 @@
+"""Mask criteria: exact counts, no revival, layer-wise vs global, random controls."""
+
+import numpy as np
+import pytest
+
+from tf_lottery import pruning
+
+
+def _np(masks):
+    return {k: np.asarray(v) for k, v in masks.items()}
+
+
+@pytest.mark.parametrize("remaining, fraction, expected", [
+    (5, 0.5, 3), (3, 0.2, 1), (10, 0.25, 3), (10, 0.2, 2), (7, 0.2, 1), (1, 0.2, 0), (0, 0.2, 0),
+])
+def test_prune_count_rounds_half_up(remaining, fraction, expected):
+    assert pruning.prune_count(remaining, fraction) == expected
+
+
+def test_layerwise_counts_follow_the_recurrence_over_rounds():
+    rng = np.random.default_rng(0)
+    weights = {"a/kernel": rng.normal(size=(30, 20)), "b/kernel": rng.normal(size=(20, 7))}
+    masks = {k: np.ones_like(w) for k, w in weights.items()}
+    fractions = {"a/kernel": 0.2, "b/kernel": 0.1}
+    expected = {k: w.size for k, w in weights.items()}
+    for _ in range(6):
+        new = _np(pruning.prune(weights, masks, fractions))
+        for k in weights:
+            expected[k] -= pruning.prune_count(expected[k], fractions[k])
+            assert int(new[k].sum()) == expected[k]
+            assert np.all(new[k] <= masks[k])  # nested: nothing revived
+        masks = new
+    # 600, 480, 384, 307, 246, 197, 158 and 140, 126, 113, 102, 92, 83, 75
+    assert expected == {"a/kernel": 158, "b/kernel": 75}
+
+
+def test_smallest_surviving_magnitudes_go_first():
+    weights = {"w": np.array([[0.5, -0.1, 3.0, -2.0, 0.05]])}
+    masks = {"w": np.ones((1, 5))}
+    new = _np(pruning.prune(weights, masks, {"w": 0.4}))
+    np.testing.assert_array_equal(new["w"], [[1, 0, 1, 1, 0]])
+
+
+def test_pruned_weights_are_never_revived_even_if_large():
+    weights = {"w": np.array([100.0, 1.0, 2.0, 3.0, 4.0])}
+    masks = {"w": np.array([0.0, 1, 1, 1, 1])}
+    new = _np(pruning.prune(weights, masks, {"w": 0.5}))
+    np.testing.assert_array_equal(new["w"], [0, 0, 0, 1, 1])
+
+
+def test_ties_prune_the_earlier_position():
+    weights = {"w": np.ones(6)}
+    new = _np(pruning.prune(weights, {"w": np.ones(6)}, {"w": 0.5}))
+    np.testing.assert_array_equal(new["w"], [0, 0, 0, 1, 1, 1])
+
+
+def test_global_uses_one_threshold_layerwise_one_per_tensor():
+    weights = {"a": np.array([1.0, 2.0, 3.0, 4.0]), "b": np.array([10.0, 20.0, 30.0, 40.0])}
+    masks = {k: np.ones(4) for k in weights}
+    fractions = {"a": 0.5, "b": 0.5}
+    layer = _np(pruning.prune(weights, masks, fractions, scope="layer"))
+    glob = _np(pruning.prune(weights, masks, fractions, scope="global"))
+    np.testing.assert_array_equal(layer["a"], [0, 0, 1, 1])
+    np.testing.assert_array_equal(layer["b"], [0, 0, 1, 1])
+    np.testing.assert_array_equal(glob["a"], [0, 0, 0, 0])
+    np.testing.assert_array_equal(glob["b"], [1, 1, 1, 1])
+
+
+def test_global_keeps_output_layer_in_its_own_pool():
+    weights = {"a": np.arange(1.0, 11.0), "out": np.full(10, 0.01)}
+    masks = {k: np.ones(10) for k in weights}
+    new = _np(pruning.prune(weights, masks, {"a": 0.5, "out": 0.1}, scope="global"))
+    assert int(new["a"].sum()) == 5 and int(new["out"].sum()) == 9
+
+
+def test_keys_without_fraction_are_not_pruned():
+    weights = {"a": np.arange(4.0), "b": np.arange(4.0)}
+    masks = {k: np.ones(4) for k in weights}
+    new = _np(pruning.prune(weights, masks, {"a": 0.5}))
+    assert int(new["b"].sum()) == 4
+
+
+def test_random_criterion_exact_counts_seeded_and_nested():
+    weights = {"w": np.ones((10, 10))}
+    masks = {"w": np.ones((10, 10))}
+    first = _np(pruning.prune(weights, masks, {"w": 0.3}, criterion="random", seed=1))
+    again = _np(pruning.prune(weights, masks, {"w": 0.3}, criterion="random", seed=1))
+    other = _np(pruning.prune(weights, masks, {"w": 0.3}, criterion="random", seed=2))
+    assert int(first["w"].sum()) == 70
+    np.testing.assert_array_equal(first["w"], again["w"])
+    assert not np.array_equal(first["w"], other["w"])
+    second = _np(pruning.prune(weights, first, {"w": 0.3}, criterion="random", seed=5))
+    assert int(second["w"].sum()) == 49 and np.all(second["w"] <= first["w"])
+
+
+def test_random_like_keeps_per_tensor_counts():
+    rng = np.random.default_rng(0)
+    masks = {"a": (rng.random((20, 5)) < 0.3).astype("float32"), "b": np.ones((3, 3), "float32")}
+    random = _np(pruning.random_like(masks, seed=3))
+    for k in masks:
+        assert random[k].shape == masks[k].shape
+        assert int(random[k].sum()) == int(masks[k].sum())
+    assert not np.array_equal(random["a"], masks["a"])
+
+
+def test_fractions_output_rate_and_exclusions():
+    keys = ["fc1/kernel", "fc2/kernel", "output/kernel"]
+    config = pruning.PruningConfig(fraction=0.2, output_fraction=0.1, exclude=("fc2",))
+    assert config.fractions(keys, output_key="output/kernel") == {
+        "fc1/kernel": 0.2, "output/kernel": 0.1}
+
+
+def test_bad_arguments():
+    w = {"w": np.ones(3)}
+    with pytest.raises(ValueError, match="unknown pruning scope 'row'"):
+        pruning.prune(w, w, {"w": 0.1}, scope="row")
+    with pytest.raises(ValueError, match="unknown pruning criterion 'size'"):
+        pruning.prune(w, w, {"w": 0.1}, criterion="size")
+    with pytest.raises(ValueError, match="prune fraction for 'w' must be in \\[0, 1\\)"):
+        pruning.prune(w, w, {"w": 1.0})

@@ -1,0 +1,111 @@
+"""Trainer: masked training keeps pruned weights at zero, resumes exactly, fuses steps exactly."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_lottery as tfl
+from tf_lottery import input_pipeline, training
+
+from conftest import tiny_model, tiny_training
+
+
+def _pruned_model(seed=0):
+    wrapped = tfl.wrap(tiny_model(seed))
+    rng = np.random.default_rng(seed)
+    masks = {k: (rng.random(v.shape) < 0.4).astype("float32") for k, v in tfl.get_masks(wrapped).items()}
+    tfl.set_masks(wrapped, masks)
+    return wrapped, masks
+
+
+def _weights(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def test_pruned_weights_stay_exactly_zero_and_untouched(splits):
+    model, masks = _pruned_model()
+    raw_before = tfl.get_weights(model, effective=False)
+    result = tfl.Trainer(model, splits, tiny_training()).train()
+    raw_after = tfl.get_weights(model, effective=False)
+    effective = tfl.get_weights(model)
+    for key, mask in masks.items():
+        assert np.all(effective[key][mask == 0] == 0)
+        np.testing.assert_array_equal(raw_after[key][mask == 0], raw_before[key][mask == 0])
+        assert not np.array_equal(raw_after[key][mask == 1], raw_before[key][mask == 1])
+        np.testing.assert_array_equal(tfl.get_masks(model)[key], mask)
+    assert [r["iteration"] for r in result.curve] == [0, 10, 20, 30, 40]
+    assert result.curve[-1]["test_accuracy"] > 0.5  # learnable synthetic task, 4 classes
+
+
+def test_early_stop_is_the_minimum_validation_loss():
+    curve = [{"iteration": 0, "val_loss": 2.0, "val_accuracy": 0.1, "test_accuracy": 0.1},
+             {"iteration": 100, "val_loss": 0.5, "val_accuracy": 0.8, "test_accuracy": 0.75},
+             {"iteration": 200, "val_loss": 0.7, "val_accuracy": 0.9, "test_accuracy": 0.85}]
+    summary = training.TrainResult(curve=curve, train_steps=200, wall_seconds=1.0).summary()
+    assert summary["early_stop_iteration"] == 100
+    assert summary["early_stop_test_accuracy"] == 0.75
+    assert summary["final_test_accuracy"] == 0.85
+
+
+def test_fused_steps_match_single_steps(splits):
+    results = []
+    for steps_per_call in (1, 7, 40):
+        model, _ = _pruned_model()
+        curve = tfl.Trainer(model, splits, tiny_training(steps_per_call=steps_per_call)).train().curve
+        results.append((_weights(model), curve))
+    for weights, curve in results[1:]:
+        for a, b in zip(results[0][0], weights):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert [r["iteration"] for r in curve] == [r["iteration"] for r in results[0][1]]
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_identical_results(splits, tmp_path):
+    straight, _ = _pruned_model()
+    expected = tfl.Trainer(straight, splits, tiny_training()).train(directory=tmp_path / "a")
+
+    def kill(step):
+        raise _Kill(step)
+
+    interrupted, _ = _pruned_model()
+    with pytest.raises(_Kill):
+        tfl.Trainer(interrupted, splits, tiny_training()).train(
+            directory=tmp_path / "b", hooks={30: kill})
+    assert json.loads((tmp_path / "b" / "progress.json").read_text())["iteration"] == 20
+    resumed, _ = _pruned_model(seed=5)  # different weights: everything must come from the checkpoint
+    result = tfl.Trainer(resumed, splits, tiny_training()).train(directory=tmp_path / "b")
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+    strip = lambda curve: [{k: v for k, v in r.items()} for r in curve]
+    assert strip(result.curve) == strip(expected.curve)
+
+
+def test_index_stream_resumes_and_covers_each_epoch():
+    source = input_pipeline.ArraySource(np.zeros((50, 2, 2, 1), np.uint8), np.arange(50))
+    full = np.concatenate(list(source.index_stream(7, seed=3).take(20).as_numpy_iterator()))
+    tail = np.concatenate(list(source.index_stream(7, seed=3, start_step=9).take(11).as_numpy_iterator()))
+    np.testing.assert_array_equal(full[9 * 7:], tail)
+    np.testing.assert_array_equal(np.sort(full[:50]), np.arange(50))
+    np.testing.assert_array_equal(np.sort(full[50:100]), np.arange(50))
+    assert not np.array_equal(full[:50], full[50:100])
+    other = np.concatenate(list(source.index_stream(7, seed=4).take(7).as_numpy_iterator()))
+    assert not np.array_equal(other, full[:49])
+
+
+def test_sgd_with_milestones_drops_the_learning_rate():
+    config = tiny_training(optimizer="sgd", learning_rate=0.1, lr_milestones=(10, 20), lr_gamma=0.5)
+    optimizer = training.make_optimizer(config)
+    schedule = optimizer._learning_rate
+    np.testing.assert_allclose([float(schedule(s)) for s in (0, 10, 11, 21)], [0.1, 0.1, 0.05, 0.025])
+    assert optimizer.momentum == 0.9
+
+
+def test_nan_loss_stops_with_an_error_naming_the_iteration(splits):
+    model = tiny_model()
+    with pytest.raises(FloatingPointError, match="iteration 10"):
+        tfl.Trainer(model, splits, tiny_training(learning_rate=1e30, optimizer="sgd")).train(name="r")

@@ -1,0 +1,48 @@
+"""tf_lottery: lottery-ticket experiments for Keras 3 and TensorFlow.
+
+Attributes load on first use, so that `tf_lottery.config` and
+`tf_lottery.data` can check settings and files without importing TensorFlow.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConfigError": "tf_lottery.config",
+    "ExperimentConfig": "tf_lottery.config",
+    "PruningConfig": "tf_lottery.config",
+    "TrainingConfig": "tf_lottery.config",
+    "LotteryWrapper": "tf_lottery.wrapper",
+    "Trainer": "tf_lottery.training",
+    "prune": "tf_lottery.pruning",
+    "get_masks": "tf_lottery.model_ops",
+    "get_weights": "tf_lottery.model_ops",
+    "masked_weights": "tf_lottery.model_ops",
+    "reset": "tf_lottery.model_ops",
+    "set_masks": "tf_lottery.model_ops",
+    "snapshot": "tf_lottery.model_ops",
+    "sparsity_report": "tf_lottery.model_ops",
+    "strip": "tf_lottery.model_ops",
+    "wrap": "tf_lottery.model_ops",
+    "wrappers": "tf_lottery.model_ops",
+}
+_SUBMODULES = ("atomic", "config", "data", "experiment", "imp", "input_pipeline", "model_ops",
+               "models", "pruning", "training", "wrapper")
+
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"tf_lottery.{name}")
+    else:
+        raise AttributeError(f"module 'tf_lottery' has no attribute '{name}'")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,46 @@
+"""Atomic file writes: a finished file is either the old one or the complete new one."""
+
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+
+def _write_atomic(path, write):
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj):
+    """Writes `obj` as indented JSON to `path` via a temporary file and a rename."""
+    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+    _write_atomic(path, lambda f: f.write(data))
+
+
+def write_npz(path, arrays):
+    """Writes {name: array} as a compressed .npz to `path` via a temporary file and a rename."""
+    _write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def read_json(path):
+    """Reads a JSON file."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_npz(path):
+    """Reads an .npz file into a {name: array} dict."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

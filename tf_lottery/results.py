@@ -1,0 +1,38 @@
+"""The results folder of an experiment: its layout, its summary and the per-round table.
+
+  config.json            the resolved ExperimentConfig
+  summary.json           {"rounds": [record, ...]}, rewritten atomically after every round
+  reset_point.npz        weights of unwrapped layers (e.g. batch norm) at the reset point
+  round_XX/mask.npz      the 0/1 masks trained in round XX, keyed 'layer/attribute'
+  round_XX/curve.json    the evaluation curve of round XX
+  round_XX/metrics.json  the round's record; its presence marks the round finished
+  round_XX/ckpt/         tf.train checkpoints of model, optimizer and iteration
+  round_XX/progress.json the evaluation curve up to the latest checkpoint
+
+Nothing here imports TensorFlow.
+"""
+
+import pathlib
+
+from tf_lottery import atomic
+
+
+def round_dir(experiment_dir, round_index):
+    """Folder of one round."""
+    return pathlib.Path(experiment_dir) / f"round_{round_index:02d}"
+
+
+def write_summary(experiment_dir, records):
+    """Rewrites summary.json atomically from the round records."""
+    atomic.write_json(pathlib.Path(experiment_dir) / "summary.json", {"rounds": records})
+
+
+def format_table(records):
+    """A plain-text per-round table: remaining %, early-stop iteration, test accuracies, time."""
+    lines = [f"{'round':>5}  {'remaining %':>11}  {'early-stop it':>13}  "
+             f"{'test acc @es':>12}  {'final test acc':>14}  {'seconds':>8}"]
+    for rec in records:
+        lines.append(f"{rec['round']:>5}  {100 * rec['remaining_fraction']:>11.2f}  "
+                     f"{rec['early_stop_iteration']:>13}  {rec['early_stop_test_accuracy']:>12.4f}  "
+                     f"{rec['final_test_accuracy']:>14.4f}  {rec['wall_seconds']:>8.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""Trainer: a custom tf.function training loop with periodic evaluation and checkpoints.
+
+The trainer knows nothing of pruning beyond the fact that the model may hold
+masks: masked positions receive zero gradient through LotteryWrapper.
+"""
+
+import dataclasses
+import math
+import pathlib
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tf_lottery import atomic
+from tf_lottery import input_pipeline
+from tf_lottery.config import OPTIMIZERS, TrainingConfig  # noqa: F401 (re-exported)
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run reports; `curve` holds one record per evaluation."""
+    curve: list
+    train_steps: int
+    wall_seconds: float
+
+    @property
+    def early_stop(self):
+        """The evaluation record of minimum validation loss (the last one if there is no validation split)."""
+        with_val = [r for r in self.curve if r.get("val_loss") is not None]
+        if not with_val:
+            return self.curve[-1]
+        return min(with_val, key=lambda r: r["val_loss"])
+
+    def summary(self):
+        """The round-record fields: early-stop iteration and accuracies, final accuracy, steps, time."""
+        early, final = self.early_stop, self.curve[-1]
+        return {
+            "early_stop_iteration": early["iteration"],
+            "early_stop_val_loss": early.get("val_loss"),
+            "early_stop_val_accuracy": early.get("val_accuracy"),
+            "early_stop_test_accuracy": early["test_accuracy"],
+            "final_val_accuracy": final.get("val_accuracy"),
+            "final_test_accuracy": final["test_accuracy"],
+            "train_steps": self.train_steps,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+def configure_runtime(seed, deterministic=True):
+    """Seeds Python, NumPy and TensorFlow, and turns on deterministic TF ops if asked."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(config):
+    """A Keras optimizer with a piecewise-constant learning rate (drops by lr_gamma at each milestone)."""
+    lr = config.learning_rate
+    if config.lr_milestones:
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries=list(config.lr_milestones),
+            values=[config.learning_rate * config.lr_gamma ** i
+                    for i in range(len(config.lr_milestones) + 1)])
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum,
+                                    nesterov=config.nesterov)
+    raise ValueError(f"unknown optimizer '{config.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+
+
+class Trainer:
+    """Trains `model` on `splits`, one run of `config.train_steps` iterations per `train()` call.
+
+    Each run starts from the model's current weights with a fresh optimizer
+    state and evaluates on the validation and test splits at iteration 0,
+    every `eval_every` iterations and at the end. The compiled step is kept
+    across runs, so IMP rounds do not retrace it.
+    """
+
+    def __init__(self, model, splits, config):
+        self.model = model
+        self.config = config
+        self.optimizer = make_optimizer(config)
+        self.optimizer.build(model.trainable_variables)
+        self._fresh_optimizer = [v.numpy() for v in self.optimizer.variables]
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._train_step_fn = tf.function(self._train_step, jit_compile=config.jit_compile)
+        self._train_chunk = tf.function(self._train_chunk_py)
+        self._eval_batch = tf.function(self._eval_batch_py)
+        self._train_source = input_pipeline.ArraySource(
+            splits.train_x, splits.train_y, splits.mean, splits.std)
+        self._val = input_pipeline.ArraySource(
+            splits.val_x, splits.val_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
+        self._test = input_pipeline.ArraySource(
+            splits.test_x, splits.test_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
+
+    def _train_step(self, indices):
+        images, labels = self._train_source.gather(indices)
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            loss = self._loss(labels, logits)
+            total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+        variables = self.model.trainable_variables
+        grads = tape.gradient(total, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    def _train_chunk_py(self, iterator, steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            total += tf.cast(self._train_step_fn(next(iterator)), tf.float32)
+        self.iteration.assign_add(tf.cast(steps, tf.int64))
+        return total
+
+    def _eval_batch_py(self, images, labels):
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+        predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+        return loss, correct
+
+    def _evaluate_split(self, batches):
+        if not batches:
+            return None, None
+        loss = correct = count = 0.0
+        for images, labels in batches:
+            batch_loss, batch_correct = self._eval_batch(images, labels)
+            loss += float(batch_loss)
+            correct += float(batch_correct)
+            count += int(labels.shape[0])
+        return loss / count, correct / count
+
+    def evaluate(self):
+        """{'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'} of the model as it is now."""
+        val_loss, val_acc = self._evaluate_split(self._val)
+        test_loss, test_acc = self._evaluate_split(self._test)
+        return {"val_loss": val_loss, "val_accuracy": val_acc,
+                "test_loss": test_loss, "test_accuracy": test_acc}
+
+    def train(self, directory=None, hooks=None, name="train"):
+        """Runs (or, from a checkpoint in `directory`, finishes) one training run.
+
+        With `directory`, checkpoints of model, optimizer and iteration go to
+        `directory/ckpt` every `checkpoint_every` iterations and at the end,
+        with the evaluation curve in `directory/progress.json`; a later call
+        with the same directory continues from the latest checkpoint, and the
+        data order continues where it stopped. `hooks` maps an iteration to a
+        callable run once exactly that many iterations are done (before that
+        iteration's checkpoint).
+        """
+        return _Run(self, directory, hooks, name).train()
+
+
+class _Run:
+    """One training run of a Trainer: its checkpoints, progress record and loop."""
+
+    def __init__(self, trainer, directory, hooks, name):
+        self.trainer = trainer
+        self.config = trainer.config
+        self.name = name
+        self.hooks = dict(hooks or {})
+        bad = [k for k in self.hooks if not 0 <= k <= self.config.train_steps]
+        if bad:
+            raise ValueError(f"hook iterations {bad} are outside [0, {self.config.train_steps}]")
+        self.directory = pathlib.Path(directory) if directory else None
+        self.manager = None
+        if self.directory:
+            checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
+                                             iteration=trainer.iteration)
+            self.manager = tf.train.CheckpointManager(
+                checkpoint, str(self.directory / "ckpt"), max_to_keep=2)
+
+    def _restore(self):
+        """Restores the latest checkpoint; returns the progress record saved with it."""
+        fresh = {"curve": [], "wall_seconds": 0.0, "loss_sum": 0.0, "loss_steps": 0}
+        if not self.manager or not self.manager.latest_checkpoint:
+            return fresh
+        self.manager.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        step = int(self.trainer.iteration.numpy())
+        path = self.directory / "progress.json"
+        progress = atomic.read_json(path)
+        if progress["iteration"] > step:
+            # Killed between the progress write and the checkpoint write: the
+            # saved progress belongs to the newer, lost checkpoint.
+            logging.warning("%s: %s is ahead of checkpoint %s; replaying from iteration %d",
+                            self.name, path, self.manager.latest_checkpoint, step)
+            progress = progress["previous"]
+        if progress is None or progress["iteration"] != step:
+            raise RuntimeError(f"{path} does not match checkpoint {self.manager.latest_checkpoint}")
+        logging.info("%s: resuming from iteration %d (%s)", self.name, step,
+                     self.manager.latest_checkpoint)
+        return progress
+
+    def _save(self, progress):
+        step = int(self.trainer.iteration.numpy())
+        path = self.directory / "progress.json"
+        previous = atomic.read_json(path) if path.exists() else None
+        if previous is not None:
+            previous.pop("previous", None)
+        atomic.write_json(path, {"iteration": step, **progress, "previous": previous})
+        self.manager.save(checkpoint_number=step)
+
+    def _next_stop(self, step):
+        c = self.config
+        stops = [c.train_steps, (step // c.eval_every + 1) * c.eval_every]
+        if self.manager:
+            stops.append((step // c.checkpoint_every + 1) * c.checkpoint_every)
+        stops += [k for k in self.hooks if k > step]
+        return min(stops)
+
+    def train(self):
+        c, trainer = self.config, self.trainer
+        for variable, value in zip(trainer.optimizer.variables, trainer._fresh_optimizer):
+            variable.assign(value)
+        trainer.iteration.assign(0)
+        progress = self._restore()
+        curve, wall_before = progress["curve"], progress["wall_seconds"]
+        loss_sum, loss_steps = progress["loss_sum"], progress["loss_steps"]
+        start_time = time.perf_counter()
+        step = int(trainer.iteration.numpy())
+        if step == 0:
+            if 0 in self.hooks:
+                self.hooks[0](0)
+            curve = [{"iteration": 0, "train_loss": None, **trainer.evaluate()}]
+        iterator = iter(trainer._train_source.index_stream(c.batch_size, c.data_seed, start_step=step))
+        while step < c.train_steps:
+            stop = self._next_stop(step)
+            while step < stop:
+                n = min(c.steps_per_call, stop - step)
+                loss_sum += float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
+                loss_steps += n
+                step += n
+            if step in self.hooks:
+                self.hooks[step](step)
+            if step % c.eval_every == 0 or step == c.train_steps:
+                train_loss = loss_sum / loss_steps
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(
+                        f"{self.name}: training loss is {train_loss} at iteration {step}")
+                record = {"iteration": step, "train_loss": train_loss, **trainer.evaluate()}
+                curve.append(record)
+                loss_sum, loss_steps = 0.0, 0
+                log = logging.info if len(curve) % 10 == 1 or step == c.train_steps else logging.debug
+                log("%s: iteration %d train loss %.4f val acc %s test acc %.4f",
+                    self.name, step, train_loss, _fmt(record["val_accuracy"]),
+                    record["test_accuracy"])
+            if self.manager and (step % c.checkpoint_every == 0 or step == c.train_steps):
+                self._save({"curve": curve, "loss_sum": loss_sum, "loss_steps": loss_steps,
+                            "wall_seconds": wall_before + time.perf_counter() - start_time})
+        wall = wall_before + time.perf_counter() - start_time
+        return TrainResult(curve=curve, train_steps=c.train_steps, wall_seconds=wall)
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.4f}"
