@@ -19,6 +19,7 @@ setup(
         "tensorflow-datasets>=4.9,<5",
         "absl-py>=1.4,<3",
         "numpy>=1.26,<3",
+        "importlib_resources>=6",  # TFDS needs it to download and prepare datasets
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
@@ -27,5 +28,6 @@ setup(
     entry_points={"console_scripts": [
         "tf-lottery=binaries.lottery:run_main",
         "tf-lottery-train=binaries.train:run_main",
+        "tf-lottery-branch=binaries.branch:run_main",
     ]},
 )

@@ -5,22 +5,25 @@
 
 from absl import app
 
+from binaries import cli
 from binaries import experiment_flags
 from tf_lottery import experiment
 from tf_lottery import results
 
 
 def main(argv):
-    if len(argv) > 1:
-        experiment_flags.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    prepared = experiment_flags.prepare("train")
-    record = experiment.run_training(prepared)
-    print(results.format_table([record]))
-    print(f"results: {prepared.directory}")
+    cli.no_arguments(argv)
+    if experiment_flags.FLAGS.model_summary:
+        print(cli.execute(experiment.describe_model, experiment_flags.config()))
+        return
+    for prepared in experiment_flags.prepare("train"):
+        record = cli.execute(experiment.run_training, prepared)
+        print(results.format_table([record]))
+        print(f"results: {prepared.directory}")
 
 
 def run_main():
-    app.run(main, flags_parser=experiment_flags.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def test_flagfile_and_train_binary(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--prune_fraction=1.5"], "--prune_fraction: must be in (0, 1), got 1.5"),
-    (["--model=alexnet"], "--model: must be one of lenet, got 'alexnet'"),
+    (["--model=alexnet"], "--model: must be one of lenet, conv2, conv4, conv6, vgg16, vgg19, resnet20"),
     (["--dataset=cifar7"], "--dataset: must be one of"),
     (["--reset=rewind", "--rewind_step=70", "--train_steps=60"], "--rewind_step: must be in [0, train_steps=60]"),
     (["--hidden=300,x"], "--hidden: must be a comma-separated list of integers"),

@@ -84,3 +84,18 @@ def test_config_and_data_checks_do_not_import_tensorflow():
 def test_model_choices_match_the_zoo():
     from tf_lottery import config, models
     assert set(config.MODELS) == set(models.BUILDERS)
+
+
+def test_steps_in_epochs_become_iterations():
+    config = ExperimentConfig(train_steps="160ep", lr_milestones=("80ep", "120ep"), rewind_step="2ep",
+                              reset="rewind", batch_size=128, warmup_steps="500it")
+    resolved = config.in_iterations(45000)          # ceil(45000 / 128) = 352 iterations per epoch
+    assert (resolved.train_steps, resolved.lr_milestones, resolved.rewind_step,
+            resolved.warmup_steps) == (56320, (28160, 42240), 704, 500)
+    explicit = ExperimentConfig(train_steps=56320, lr_milestones=(28160, 42240), rewind_step=704,
+                                reset="rewind", batch_size=128, warmup_steps=500)
+    assert resolved.config_hash() == explicit.config_hash()
+    with pytest.raises(ConfigError, match="train_steps: must be iterations .* or epochs .*'ten'"):
+        ExperimentConfig(train_steps="ten")
+    with pytest.raises(ConfigError, match="rewind_step: must be in \\[0, train_steps=100\\]"):
+        ExperimentConfig(train_steps="1ep", reset="rewind", rewind_step="2ep", batch_size=50).in_iterations(5000)

@@ -76,7 +76,8 @@ def test_resume_after_interruption_gives_identical_results(splits, tmp_path):
     with pytest.raises(_Kill):
         tfl.Trainer(interrupted, splits, tiny_training()).train(
             directory=tmp_path / "b", hooks={30: kill})
-    assert json.loads((tmp_path / "b" / "progress.json").read_text())["iteration"] == 20
+    records = json.loads((tmp_path / "b" / "progress.json").read_text())["records"]
+    assert [r["iteration"] for r in records] == [20]
     resumed, _ = _pruned_model(seed=5)  # different weights: everything must come from the checkpoint
     result = tfl.Trainer(resumed, splits, tiny_training()).train(directory=tmp_path / "b")
     for a, b in zip(_weights(straight), _weights(resumed)):
@@ -85,16 +86,53 @@ def test_resume_after_interruption_gives_identical_results(splits, tmp_path):
     assert strip(result.curve) == strip(expected.curve)
 
 
+def _indices(stream, n):
+    batches = list(stream.take(n).as_numpy_iterator())
+    return np.concatenate([i for i, _ in batches]), [int(s) for _, s in batches]
+
+
 def test_index_stream_resumes_and_covers_each_epoch():
     source = input_pipeline.ArraySource(np.zeros((50, 2, 2, 1), np.uint8), np.arange(50))
-    full = np.concatenate(list(source.index_stream(7, seed=3).take(20).as_numpy_iterator()))
-    tail = np.concatenate(list(source.index_stream(7, seed=3, start_step=9).take(11).as_numpy_iterator()))
+    full, steps = _indices(source.index_stream(7, seed=3), 20)
+    tail, tail_steps = _indices(source.index_stream(7, seed=3, start_step=9), 11)
+    assert steps == list(range(20)) and tail_steps == list(range(9, 20))
     np.testing.assert_array_equal(full[9 * 7:], tail)
     np.testing.assert_array_equal(np.sort(full[:50]), np.arange(50))
     np.testing.assert_array_equal(np.sort(full[50:100]), np.arange(50))
     assert not np.array_equal(full[:50], full[50:100])
-    other = np.concatenate(list(source.index_stream(7, seed=4).take(7).as_numpy_iterator()))
+    other, _ = _indices(source.index_stream(7, seed=4), 7)
     assert not np.array_equal(other, full[:49])
+
+
+def test_augmentation_crops_and_flips_per_image_and_per_step():
+    image = np.arange(8 * 8, dtype=np.uint8).reshape(1, 8, 8, 1).repeat(64, axis=0)
+    source = input_pipeline.ArraySource(image, np.zeros(64, np.int64), augment=True, seed=1)
+    a, _ = source.gather(np.arange(64), 5)
+    b, _ = source.gather(np.arange(64), 5)
+    c, _ = source.gather(np.arange(64), 6)
+    a, b, c = a.numpy(), b.numpy(), c.numpy()
+    np.testing.assert_array_equal(a, b)                   # same step, same draw
+    assert not np.array_equal(a, c)                       # another step, another draw
+    assert len({x.tobytes() for x in a}) > 10             # each image its own crop and flip
+    original = image[0, :, :, 0] / 255.0
+    for x in a[:, :, :, 0]:
+        nonzero = x[x != 0]
+        # every visible pixel comes from the image, shifted by at most 4 and maybe mirrored
+        assert set(np.round(nonzero * 255).astype(int)) <= set(range(64))
+    assert a.shape == (64, 8, 8, 1)
+    assert np.isclose(original.sum(), a[0].sum()) or a[0].sum() < original.sum()
+
+
+def test_warmup_and_weight_decay(splits):
+    schedule = training.WarmupPiecewise(0.1, warmup_steps=10, milestones=(20,), gamma=0.5)
+    np.testing.assert_allclose([float(schedule(s)) for s in (0, 4, 9, 20, 21)],
+                               [0.01, 0.05, 0.1, 0.1, 0.05], rtol=1e-6)
+    model, masks = _pruned_model()
+    raw_before = tfl.get_weights(model, effective=False)
+    tfl.Trainer(model, splits, tiny_training(weight_decay=0.1, optimizer="sgd")).train()
+    raw_after = tfl.get_weights(model, effective=False)
+    for key, mask in masks.items():
+        np.testing.assert_array_equal(raw_after[key][mask == 0], raw_before[key][mask == 0])
 
 
 def test_sgd_with_milestones_drops_the_learning_rate():
@@ -107,5 +145,68 @@ def test_sgd_with_milestones_drops_the_learning_rate():
 
 def test_nan_loss_stops_with_an_error_naming_the_iteration(splits):
     model = tiny_model()
-    with pytest.raises(FloatingPointError, match="iteration 10"):
+    with pytest.raises(FloatingPointError, match="r: training loss is (nan|inf) in iterations 1-10"):
         tfl.Trainer(model, splits, tiny_training(learning_rate=1e30, optimizer="sgd")).train(name="r")
+
+
+def _corrupt_latest_checkpoint(directory):
+    latest = tf.train.latest_checkpoint(str(directory / "ckpt"))
+    for data_file in directory.joinpath("ckpt").glob(latest.rsplit("/", 1)[1] + ".data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:20])
+    return latest
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(splits, tmp_path, caplog):
+    straight, _ = _pruned_model()
+    expected = tfl.Trainer(straight, splits, tiny_training()).train(directory=tmp_path / "a")
+
+    def kill(step):
+        raise _Kill(step)
+
+    model, _ = _pruned_model()
+    with pytest.raises(_Kill):
+        tfl.Trainer(model, splits, tiny_training(checkpoint_every=10)).train(
+            directory=tmp_path / "b", hooks={35: kill})
+    corrupt = _corrupt_latest_checkpoint(tmp_path / "b")
+    assert corrupt.endswith("ckpt-30")
+    resumed, _ = _pruned_model(seed=5)
+    with caplog.at_level("WARNING"):
+        result = tfl.Trainer(resumed, splits, tiny_training(checkpoint_every=10)).train(
+            directory=tmp_path / "b")
+    assert any(corrupt in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert result.curve == expected.curve
+
+
+def test_no_readable_checkpoint_is_a_clear_error(splits, tmp_path):
+    model, _ = _pruned_model()
+    tfl.Trainer(model, splits, tiny_training(train_steps=20)).train(directory=tmp_path)
+    for data_file in tmp_path.joinpath("ckpt").glob("*.data-*"):
+        data_file.write_bytes(b"")
+    with pytest.raises(RuntimeError, match="no readable checkpoint in .*ckpt.*delete"):
+        tfl.Trainer(model, splits, tiny_training(train_steps=20)).train(directory=tmp_path)
+
+
+def test_repeated_kills_between_progress_and_checkpoint_still_resume(splits, tmp_path, monkeypatch):
+    straight, _ = _pruned_model()
+    expected = tfl.Trainer(straight, splits, tiny_training(checkpoint_every=10)).train(
+        directory=tmp_path / "a")
+    original = tf.train.CheckpointManager.save
+
+    def lost_save(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 30:
+            raise _Kill()  # killed after progress.json was written, before the checkpoint
+        return original(self, checkpoint_number=checkpoint_number, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", lost_save)
+    for _ in range(3):
+        model, _ = _pruned_model()
+        with pytest.raises(_Kill):
+            tfl.Trainer(model, splits, tiny_training(checkpoint_every=10)).train(directory=tmp_path / "b")
+    monkeypatch.undo()
+    resumed, _ = _pruned_model(seed=5)
+    result = tfl.Trainer(resumed, splits, tiny_training(checkpoint_every=10)).train(directory=tmp_path / "b")
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert result.curve == expected.curve

@@ -9,17 +9,30 @@ import numpy as np
 
 
 def _write_atomic(path, write):
+    """Writes through `write(file)` to a temporary file beside `path`, then renames it over `path`.
+
+    On failure the temporary file is removed, `path` keeps its old content,
+    and an OSError names `path`.
+    """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if tmp:
+            pathlib.Path(tmp).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            pathlib.Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -1,13 +1,21 @@
-"""Loading MNIST-style datasets into memory as uint8 arrays with a seeded validation split."""
+"""Loading MNIST-style and CIFAR datasets into memory as uint8 arrays with a seeded validation split.
+
+ImageNet does not fit in memory: `imagenet_datasets` streams it from a prepared TFDS folder.
+"""
 
 import dataclasses
 import gzip
 import pathlib
+import pickle
 import struct
 
 import numpy as np
 
-DATASETS = ("mnist", "fashion_mnist", "mnist_small")
+DATASETS = ("mnist", "fashion_mnist", "mnist_small", "cifar10", "cifar100")
+# (image shape, number of classes) of each dataset, known without loading it.
+SHAPES = {"mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10),
+          "mnist_small": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
+          "cifar100": ((32, 32, 3), 100)}
 
 _NUM_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -29,7 +37,7 @@ class Splits:
     """In-memory train/validation/test arrays of one dataset, images as uint8 NHWC."""
 
     name: str
-    train_x: np.ndarray  # uint8, shape (n, 28, 28, 1)
+    train_x: np.ndarray  # uint8, shape (n, height, width, channels): (n, 28, 28, 1) for MNIST
     train_y: np.ndarray  # integer labels, shape (n,)
     val_x: np.ndarray
     val_y: np.ndarray
@@ -141,12 +149,158 @@ def read_idx_dir(data_dir) -> tuple:
     return train_x, train_y, test_x, test_y
 
 
+# CIFAR: the python (pickle) and binary versions of the original archives, extracted.
+
+_CIFAR_SIDE = 32
+_CIFAR_PIXELS = 3 * _CIFAR_SIDE * _CIFAR_SIDE
+
+
+@dataclasses.dataclass(frozen=True)
+class _CifarLayout:
+    """Where one version of a CIFAR archive keeps its splits, and how it stores labels."""
+
+    folder: str  # the folder the archive extracts to
+    train: tuple
+    test: str
+    label_key: bytes = b""  # python version: the dict key of the labels
+    label_bytes: int = 0  # binary version: label bytes before each image; the last one is used
+
+
+_CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
+_CIFAR_LAYOUTS = {
+    "cifar10": (
+        _CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                     "test_batch", label_key=b"labels"),
+        _CifarLayout("cifar-10-batches-bin", tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+                     "test_batch.bin", label_bytes=1),
+    ),
+    "cifar100": (
+        _CifarLayout("cifar-100-python", ("train",), "test", label_key=b"fine_labels"),
+        # Each record starts with the coarse label, then the fine one.
+        _CifarLayout("cifar-100-binary", ("train.bin",), "test.bin", label_bytes=2),
+    ),
+}
+
+
+def _to_nhwc(rows):
+    # Each row holds the red plane, then green, then blue, each 32x32 in row-major order.
+    return np.ascontiguousarray(rows.reshape(-1, 3, _CIFAR_SIDE, _CIFAR_SIDE).transpose(0, 2, 3, 1))
+
+
+def _check_labels(path, labels, num_classes):
+    if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise DataError(f"{path}: label {bad} out of range 0..{num_classes - 1}")
+    return labels
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batches hold (dicts, lists, bytes, numpy arrays), so a file cannot run code."""
+
+    # Python 2 (the original archives) and Python 3 pickles of numpy arrays and bytes.
+    _ALLOWED = {
+        *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+          for name in ("_reconstruct", "scalar")),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_pickle(path, label_key, num_classes):
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        with path.open("rb") as file:
+            entry = _CifarUnpickler(file, encoding="bytes").load()
+    except Exception as error:  # unpickling can fail with almost any exception type
+        raise DataError(f"{path}: not a CIFAR python batch ({type(error).__name__}: {error})") from error
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: expected a pickled dict, found {type(entry).__name__}")
+    missing = [key.decode() for key in (b"data", label_key) if key not in entry]
+    if missing:
+        raise DataError(f"{path}: no {' or '.join(missing)} entry (keys: "
+                        f"{', '.join(sorted(repr(k) for k in entry))})")
+    images = np.asarray(entry[b"data"])
+    labels = np.asarray(entry[label_key])
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != _CIFAR_PIXELS:
+        raise DataError(
+            f"{path}: expected data of shape (n, {_CIFAR_PIXELS}) and dtype uint8, "
+            f"found {images.shape} {images.dtype}")
+    if labels.ndim != 1 or len(labels) != len(images) or (
+            labels.size and not np.issubdtype(labels.dtype, np.integer)):
+        raise DataError(f"{path}: expected {len(images)} integer labels, found {labels.shape} "
+                        f"{labels.dtype}")
+    return _to_nhwc(images), _check_labels(path, labels.astype(np.int64), num_classes)
+
+
+def _read_cifar_binary(path, label_bytes, num_classes):
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    record = label_bytes + _CIFAR_PIXELS
+    if not data.size or data.size % record:
+        raise DataError(
+            f"{path}: truncated or not a CIFAR binary file: {data.size} bytes is not a "
+            f"positive multiple of the {record}-byte record ({label_bytes} label "
+            f"byte{'s' if label_bytes > 1 else ''} + {_CIFAR_PIXELS} pixels)")
+    rows = data.reshape(-1, record)
+    labels = rows[:, label_bytes - 1].astype(np.int64)
+    return _to_nhwc(rows[:, label_bytes:]), _check_labels(path, labels, num_classes)
+
+
+def _find_cifar(name, data_dir):
+    """(layout, folder) of the CIFAR files in data_dir or in its archive subfolder, or None."""
+    for layout in _CIFAR_LAYOUTS[name]:
+        if (data_dir / layout.folder).is_dir():
+            return layout, data_dir / layout.folder
+        names = layout.train + (layout.test,)
+        if data_dir.name == layout.folder or any((data_dir / n).is_file() for n in names):
+            return layout, data_dir
+    return None
+
+
+def _read_cifar(name, layout, folder):
+    classes = _CIFAR_CLASSES[name]
+    if layout.label_key:
+        def read(file):
+            return _read_cifar_pickle(folder / file, layout.label_key, classes)
+    else:
+        def read(file):
+            return _read_cifar_binary(folder / file, layout.label_bytes, classes)
+    parts = [read(file) for file in layout.train]
+    test_x, test_y = read(layout.test)
+    train_x = np.concatenate([x for x, _ in parts])
+    train_y = np.concatenate([y for _, y in parts])
+    return train_x, train_y, test_x, test_y
+
+
+def read_cifar_dir(name, folder) -> tuple:
+    """Loads extracted CIFAR-10/100 files (python or binary version) as train_x, train_y, test_x, test_y.
+
+    `folder` is the extracted archive folder (e.g. cifar-10-batches-py) or its
+    parent. Images come out uint8 NHWC (n, 32, 32, 3); CIFAR-100 labels are the fine labels.
+    """
+    if name not in _CIFAR_LAYOUTS:
+        raise DataError(f"unknown CIFAR dataset {name!r}; choose one of {', '.join(_CIFAR_LAYOUTS)}")
+    folder = pathlib.Path(folder)
+    found = _find_cifar(name, folder)
+    if found is None:
+        expected = " or ".join(layout.folder for layout in _CIFAR_LAYOUTS[name])
+        raise DataError(f"{folder}: no {name} files (looked for {expected})")
+    return _read_cifar(name, *found)
+
+
 def bundled_dir() -> pathlib.Path:
     """Folder of the bundled mnist_small subset inside the installed package."""
     return pathlib.Path(__file__).resolve().parent / "data_files" / "mnist_small"
 
 
-def _load_tfds(name, data_dir):
+def _load_tfds(name, data_dir, local_files=f"IDX files ({_STEMS[0]}[.gz])"):
     import tensorflow_datasets as tfds
 
     if data_dir is None:
@@ -160,8 +314,16 @@ def _load_tfds(name, data_dir):
     except AssertionError as error:
         # TFDS raises AssertionError when download=False and the data is not prepared.
         raise DataError(
-            f"dataset '{name}': {data_dir} holds neither IDX files "
-            f"({_STEMS[0]}[.gz]) nor prepared TFDS data ({error})"
+            f"dataset '{name}': {data_dir} holds neither {local_files} "
+            f"nor prepared TFDS data ({error})"
+        ) from error
+    except Exception as error:  # a failed download can raise almost anything
+        if data_dir is not None:
+            raise
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise DataError(
+            f"dataset '{name}': TFDS could not load or download it ({type(error).__name__}: "
+            f"{first_line}); without network access pass --data_dir with local files"
         ) from error
     return train[0], train[1], test[0], test[1]
 
@@ -176,11 +338,26 @@ def _pixel_stats(images):
     return float(mean), float(np.sqrt(variance))
 
 
+def _read_local(name, data_dir):
+    """train_x, train_y, test_x, test_y from the original files in data_dir, or a prepared TFDS folder."""
+    if name in _CIFAR_CLASSES:
+        found = _find_cifar(name, data_dir)
+        if found is not None:
+            return _read_cifar(name, *found)
+        folders = " or ".join(f"{layout.folder}/" for layout in _CIFAR_LAYOUTS[name])
+        return _load_tfds(name, data_dir, local_files=f"CIFAR files ({folders})")
+    if _find_idx(data_dir, _STEMS[0]) is not None:
+        return read_idx_dir(data_dir)
+    return _load_tfds(name, data_dir)
+
+
 def load(name, data_dir=None, validation_size=5000, seed=0) -> Splits:
     """Loads a dataset into memory and holds out a seeded validation split from the training set.
 
-    mnist_small is read from the package; mnist and fashion_mnist from IDX files or a
-    prepared TFDS folder in data_dir, or through TFDS (which may download) if data_dir is None.
+    mnist_small is read from the package; mnist and fashion_mnist from IDX files,
+    cifar10 and cifar100 from the extracted python or binary archives (the
+    archive folder or its parent), or any of them from a prepared TFDS folder in
+    data_dir; through TFDS (which may download) if data_dir is None.
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -197,10 +374,7 @@ def load(name, data_dir=None, validation_size=5000, seed=0) -> Splits:
             raise DataError(f"{data_dir}: data_dir for dataset '{name}' does not exist")
         if not data_dir.is_dir():
             raise DataError(f"{data_dir}: data_dir for dataset '{name}' is not a folder")
-        if _find_idx(data_dir, _STEMS[0]) is not None:
-            train_x, train_y, test_x, test_y = read_idx_dir(data_dir)
-        else:
-            train_x, train_y, test_x, test_y = _load_tfds(name, data_dir)
+        train_x, train_y, test_x, test_y = _read_local(name, data_dir)
 
     count = len(train_x)
     if not 0 <= validation_size < count:
@@ -221,7 +395,102 @@ def load(name, data_dir=None, validation_size=5000, seed=0) -> Splits:
         val_y=train_y[val_idx],
         test_x=test_x,
         test_y=test_y,
-        num_classes=_NUM_CLASSES,
+        num_classes=_CIFAR_CLASSES.get(name, _NUM_CLASSES),
         mean=mean,
         std=std,
     )
+
+
+# ImageNet: streamed from a prepared TFDS folder, with the standard ResNet preprocessing.
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per channel, of pixels scaled to [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _normalize_imagenet(image):
+    import tensorflow as tf
+
+    return (image / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+
+
+def imagenet_train_image(image, seed, image_size=224):
+    """Random-resized crop (area 8-100%, aspect 3/4-4/3), random flip, resize, normalise.
+
+    `image` is one uint8 (height, width, 3) tensor and `seed` a shape-(2,)
+    integer tensor; the same seed gives the same crop and flip. Returns float32
+    (image_size, image_size, 3).
+    """
+    import tensorflow as tf
+
+    seed = tf.cast(seed, tf.int64)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    whole_image = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=whole_image, seed=crop_seed, min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, size)
+    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return _normalize_imagenet(tf.ensure_shape(image, (image_size, image_size, 3)))
+
+
+def imagenet_eval_image(image, image_size=224):
+    """Resize the shorter side to 256 * image_size / 224, take the central square crop, normalise.
+
+    `image` is one uint8 (height, width, 3) tensor; returns float32 (image_size, image_size, 3).
+    """
+    import tensorflow as tf
+
+    shorter = round(256 * image_size / 224)
+    height, width = tf.unstack(tf.shape(image)[:2])
+    scale = shorter / tf.cast(tf.minimum(height, width), tf.float64)
+    # The shorter side gets exactly `shorter`; rounding only touches the longer one.
+    new_height = tf.where(height <= width, shorter,
+                          tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32))
+    new_width = tf.where(width < height, shorter,
+                         tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32))
+    image = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear")
+    top = (new_height - image_size) // 2
+    left = (new_width - image_size) // 2
+    image = image[top:top + image_size, left:left + image_size]
+    return _normalize_imagenet(tf.ensure_shape(image, (image_size, image_size, 3)))
+
+
+def imagenet_datasets(data_dir, batch_size, seed, image_size=224, shuffle_buffer=1000):
+    """(train, validation) tf.data.Datasets of ImageNet from a prepared TFDS folder; never downloads.
+
+    Training batches are endless, shuffled (files, then a buffer of decoded
+    images, kept small since each takes about 0.5 MB) and augmented in an order
+    fixed by `seed` (imagenet_train_image); validation is one pass in file
+    order (imagenet_eval_image). Images are normalised float32, labels int64.
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    def read(split, **kwargs):
+        try:
+            return tfds.load("imagenet2012", split=split, data_dir=str(data_dir), download=False,
+                             as_supervised=True, **kwargs)
+        except AssertionError as error:
+            # TFDS raises AssertionError when download=False and the data is not prepared.
+            raise DataError(f"dataset 'imagenet2012': {data_dir} holds no prepared TFDS data "
+                            f"({error})") from error
+
+    train = read("train", shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=seed))
+    validation = read("validation")
+    # One stateless seed pair per example, drawn from a stream fixed by `seed`.
+    example_seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    train = (tf.data.Dataset.zip((train.shuffle(shuffle_buffer, seed=seed).repeat(), example_seeds))
+             .map(lambda example, pair: (imagenet_train_image(example[0], pair, image_size),
+                                         tf.cast(example[1], tf.int64)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+             .batch(batch_size, drop_remainder=True)
+             .prefetch(tf.data.AUTOTUNE))
+    validation = (validation
+                  .map(lambda image, label: (imagenet_eval_image(image, image_size),
+                                             tf.cast(label, tf.int64)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+                  .batch(batch_size)
+                  .prefetch(tf.data.AUTOTUNE))
+    return train, validation

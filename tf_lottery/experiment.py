@@ -7,18 +7,22 @@ TensorFlow; `run_imp` and `run_training` do the work.
 import dataclasses
 import pathlib
 
+import numpy as np
+
 from tf_lottery import atomic
 from tf_lottery import data
+from tf_lottery import results
 from tf_lottery.config import ConfigError, ExperimentConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-    """A validated config with its experiment folder (not yet written) and its loaded data."""
+    """A validated config with its experiment folder (not yet written), data and initial masks."""
     config: ExperimentConfig
     kind: str
     directory: pathlib.Path
     splits: data.Splits
+    initial_mask: dict | None = None
 
 
 def _differing_fields(config, saved):
@@ -46,12 +50,68 @@ def check_directory(config, kind):
     return directory
 
 
+def read_mask_file(path):
+    """{key: 0/1 float32 array} from an .npz mask file (e.g. a round's mask.npz)."""
+    try:
+        masks = atomic.read_npz(path)
+    except (OSError, ValueError) as error:
+        raise ConfigError("initial_mask", f"{path}: not a readable .npz file ({error})") from None
+    for key, mask in masks.items():
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ConfigError("initial_mask", f"{path}: '{key}' holds values other than 0 and 1")
+    return {key: mask.astype(np.float32) for key, mask in masks.items()}
+
+
 def prepare(config, kind="imp"):
-    """Checks the folder and loads the data; raises ConfigError or DataError, writes nothing."""
-    directory = check_directory(config, kind)
+    """Checks the data, the folder and the mask file; raises ConfigError or DataError, writes nothing.
+
+    Step counts given in epochs are turned into iterations once the size of
+    the training split is known, so '160ep' and its iteration count name the
+    same experiment.
+    """
+    initial_mask = read_mask_file(config.initial_mask) if config.initial_mask else None
     splits = data.load(config.dataset, data_dir=config.data_dir,
                        validation_size=config.validation_size, seed=config.seed)
-    return Prepared(config, kind, directory, splits)
+    config = config.in_iterations(len(splits.train_y))
+    directory = check_directory(config, kind)
+    return Prepared(config, kind, directory, splits, initial_mask)
+
+
+def prepare_replicates(config, kind="imp"):
+    """prepare() for each replicate: seeds seed, seed+1, ..., one folder each."""
+    if config.replicates == 1:
+        return [prepare(config, kind)]
+    configs = []
+    for i in range(config.replicates):
+        seed = config.seed + i
+        directory = (str(pathlib.Path(config.experiment_dir) / f"seed_{seed}")
+                     if config.experiment_dir else None)
+        configs.append(dataclasses.replace(config, seed=seed, replicates=1, experiment_dir=directory))
+    return [prepare(c, kind) for c in configs]
+
+
+def prepare_branch(experiment_dir, controls, data_dir=None):
+    """prepare() for training `controls` in an existing IMP experiment folder."""
+    if not experiment_dir:
+        raise ConfigError("experiment_dir", "is required")
+    config_path = pathlib.Path(experiment_dir) / "config.json"
+    if not config_path.is_file():
+        raise ConfigError("experiment_dir", f"{config_path} does not exist; is it an experiment folder?")
+    saved = atomic.read_json(config_path)
+    try:
+        config = ExperimentConfig.from_dict(saved)
+    except TypeError as error:
+        raise ConfigError("experiment_dir", f"{config_path} is not a tf_lottery config ({error})") from None
+    overrides = {"controls": tuple(controls), "experiment_dir": str(experiment_dir)}
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    try:
+        config = dataclasses.replace(config, **overrides)
+    except ConfigError as error:
+        raise ConfigError(error.field, error.message) from None
+    if not config.controls:
+        raise ConfigError("controls", "name at least one control")
+    return prepare(config, "imp")
 
 
 # TensorFlow is imported in the functions below, once the cheap checks have passed.
@@ -63,22 +123,65 @@ def _build_model(prepared):
     training.configure_runtime(config.seed, config.deterministic)
     return models.build(config.model, input_shape=prepared.splits.input_shape,
                         num_classes=prepared.splits.num_classes, seed=config.seed,
-                        hidden=config.hidden)
+                        **_model_options(config))
+
+
+def _model_options(config):
+    return {"hidden": config.hidden} if config.model == "lenet" else {}
+
+
+def _wrapped_model(prepared):
+    from tf_lottery import model_ops
+    config = prepared.config
+    try:
+        wrapped = model_ops.wrap(_build_model(prepared), exclude=config.exclude)
+    except ValueError as error:
+        raise ConfigError("exclude", str(error)) from None
+    if prepared.initial_mask is not None:
+        try:
+            model_ops.set_masks(wrapped, prepared.initial_mask)
+        except ValueError as error:
+            raise ConfigError("initial_mask", f"{config.initial_mask}: {error}") from None
+    return wrapped
 
 
 def run_imp(prepared):
-    """Runs (or resumes) IMP for a prepared config; returns the round records."""
+    """Runs (or resumes) IMP, then the configured controls; returns the summary dict."""
     from absl import logging
     from tf_lottery import imp
-    from tf_lottery import model_ops
     config = prepared.config
-    wrapped = model_ops.wrap(_build_model(prepared), exclude=config.exclude)
+    wrapped = _wrapped_model(prepared)
     atomic.write_json(prepared.directory / "config.json", config.to_dict())
     logging.info("experiment folder: %s", prepared.directory)
-    return imp.run_rounds(
+    imp.run_rounds(
         wrapped, prepared.splits, rounds=config.rounds, training_config=config.training(),
         pruning_config=config.pruning(), experiment_dir=prepared.directory,
-        reset=config.reset, rewind_step=config.rewind_step)
+        reset=config.reset, rewind_step=config.rewind_step, on_nan=config.on_nan)
+    if config.controls:
+        _controls(prepared, wrapped)
+    return results.read_summary(prepared.directory)
+
+
+def run_controls(prepared):
+    """Trains the configured controls in a finished IMP folder; returns the summary dict."""
+    _controls(prepared, _wrapped_model(prepared))
+    return results.read_summary(prepared.directory)
+
+
+def _controls(prepared, wrapped):
+    from tf_lottery import controls
+    from tf_lottery import models
+    config, splits = prepared.config, prepared.splits
+
+    def build_model(seed):
+        return models.build(config.model, input_shape=splits.input_shape,
+                            num_classes=splits.num_classes, seed=seed, **_model_options(config))
+
+    atomic.write_json(prepared.directory / "config.json", config.to_dict())
+    controls.run_controls(
+        wrapped, splits, names=config.controls, rounds=config.rounds,
+        training_config=config.training(), pruning_config=config.pruning(),
+        experiment_dir=prepared.directory, build_model=build_model, on_nan=config.on_nan)
 
 
 def run_training(prepared):
@@ -89,9 +192,32 @@ def run_training(prepared):
     metrics_path = prepared.directory / "metrics.json"
     if metrics_path.exists():
         return atomic.read_json(metrics_path)
-    result = training.Trainer(model, prepared.splits, prepared.config.training()).train(
-        directory=prepared.directory)
+    try:
+        result = training.Trainer(model, prepared.splits, prepared.config.training()).train(
+            directory=prepared.directory)
+    except FloatingPointError as error:
+        raise results.RoundFailed(str(error)) from None
     record = {"round": 0, "remaining_fraction": 1.0, **result.summary()}
     atomic.write_json(prepared.directory / "curve.json", result.curve)
     atomic.write_json(metrics_path, record)
     return record
+
+
+def describe_model(config):
+    """The model's prunable weights, one line each, with totals (what --model_summary prints)."""
+    from tf_lottery import model_ops
+    from tf_lottery import models
+    input_shape, num_classes = data.SHAPES[config.dataset]
+    model = models.build(config.model, input_shape=input_shape, num_classes=num_classes,
+                         seed=config.seed, **_model_options(config))
+    wrapped = model_ops.wrap(model, exclude=config.exclude)
+    lines = [f"{'weight':<40} {'shape':<22} {'size':>12}"]
+    prunable = 0
+    for key, weight, _ in model_ops.masked_weights(wrapped):
+        size = int(weight.numpy().size)
+        prunable += size
+        lines.append(f"{key:<40} {str(tuple(weight.shape)):<22} {size:>12,}")
+    lines.append(f"{'prunable weights':<63} {prunable:>12,}")
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    lines.append(f"{'trainable parameters':<63} {trainable:>12,}")
+    return f"model {model.name}\n" + "\n".join(lines)

@@ -11,23 +11,29 @@ class ArraySource:
     than the step itself for small networks.
     """
 
-    def __init__(self, images, labels, mean=0.0, std=1.0):
+    def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0):
         self.size = int(images.shape[0])
         self.images = tf.constant(images)
         self.labels = tf.constant(labels)
         self.mean = float(mean)
         self.std = float(std)
+        self.augment = augment
+        self.seed = seed
 
     def normalize(self, images):
         """uint8 images to float32, scaled to [0, 1] then standardised."""
         return (tf.cast(images, tf.float32) / 255.0 - self.mean) / self.std
 
-    def gather(self, indices):
-        """(normalised images, labels) of the examples at `indices`."""
-        return self.normalize(tf.gather(self.images, indices)), tf.gather(self.labels, indices)
+    def gather(self, indices, step=None):
+        """(normalised images, labels) of the examples at `indices`, augmented for batch `step` if on."""
+        images = self.normalize(tf.gather(self.images, indices))
+        if self.augment:
+            images = pad_crop_flip(images, tf.stack([tf.cast(self.seed, tf.int64),
+                                                     tf.cast(step, tf.int64)]))
+        return images, tf.gather(self.labels, indices)
 
     def index_stream(self, batch_size, seed, start_step=0):
-        """Endless batches of example indices in an order that depends only on (seed, step).
+        """Endless (example indices, step) batches in an order that depends only on (seed, step).
 
         Epoch e visits the examples in the permutation drawn from seed (seed, e);
         epochs are concatenated and cut into batches, so batch i holds stream
@@ -43,13 +49,30 @@ class ArraySource:
             keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
             return tf.data.Dataset.from_tensor_slices(tf.argsort(keys, stable=True))
 
-        return (tf.data.Dataset.range(first_epoch, 2**62)
-                .flat_map(epoch_order)
-                .skip(offset)
-                .batch(batch_size, drop_remainder=True)
-                .prefetch(tf.data.AUTOTUNE))
+        indices = (tf.data.Dataset.range(first_epoch, 2**62)
+                   .flat_map(epoch_order)
+                   .skip(offset)
+                   .batch(batch_size, drop_remainder=True))
+        steps = tf.data.Dataset.range(start_step, 2**62)
+        return tf.data.Dataset.zip(indices, steps).prefetch(tf.data.AUTOTUNE)
 
     def eval_batches(self, batch_size):
         """The whole split as a list of normalised (images, labels) batches, in order."""
         return [(self.normalize(self.images[i:i + batch_size]), self.labels[i:i + batch_size])
                 for i in range(0, self.size, batch_size)]
+
+
+def pad_crop_flip(images, seed, pad=4):
+    """The standard CIFAR augmentation: zero-pad by `pad`, crop back at a random place, random flip.
+
+    Each image gets its own offsets and flip, drawn statelessly from `seed`,
+    so a resumed run augments exactly like an uninterrupted one.
+    """
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.random.stateless_uniform([batch, 2], seed=seed, maxval=2 * pad + 1, dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(height)[None, :]
+    cols = offsets[:, 1:] + tf.range(width)[None, :]
+    cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    return tf.image.stateless_random_flip_left_right(cropped, flip_seed)

@@ -15,6 +15,7 @@ from absl import logging
 
 from tf_lottery import atomic
 from tf_lottery import input_pipeline
+from tf_lottery import model_ops
 from tf_lottery.config import OPTIMIZERS, TrainingConfig  # noqa: F401 (re-exported)
 
 @dataclasses.dataclass
@@ -54,14 +55,35 @@ def configure_runtime(seed, deterministic=True):
         tf.config.experimental.enable_op_determinism()
 
 
+@keras.saving.register_keras_serializable(package="tf_lottery")
+class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 over `warmup_steps`, then `rate` times `gamma` per milestone passed."""
+
+    def __init__(self, rate, warmup_steps=0, milestones=(), gamma=0.1):
+        self.rate = rate
+        self.warmup_steps = warmup_steps
+        self.milestones = tuple(milestones)
+        self.gamma = gamma
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        passed = sum(tf.cast(step > m, tf.float32) for m in self.milestones) if self.milestones else 0.0
+        rate = self.rate * tf.pow(self.gamma, passed)
+        if self.warmup_steps:
+            rate *= tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        return rate
+
+    def get_config(self):
+        return {"rate": self.rate, "warmup_steps": self.warmup_steps,
+                "milestones": list(self.milestones), "gamma": self.gamma}
+
+
 def make_optimizer(config):
-    """A Keras optimizer with a piecewise-constant learning rate (drops by lr_gamma at each milestone)."""
+    """A Keras optimizer whose learning rate warms up linearly, then drops by lr_gamma at each milestone."""
     lr = config.learning_rate
-    if config.lr_milestones:
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries=list(config.lr_milestones),
-            values=[config.learning_rate * config.lr_gamma ** i
-                    for i in range(len(config.lr_milestones) + 1)])
+    if config.lr_milestones or config.warmup_steps:
+        lr = WarmupPiecewise(config.learning_rate, config.warmup_steps, config.lr_milestones,
+                             config.lr_gamma)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=lr)
     if config.optimizer == "sgd":
@@ -91,18 +113,26 @@ class Trainer:
         self._train_chunk = tf.function(self._train_chunk_py)
         self._eval_batch = tf.function(self._eval_batch_py)
         self._train_source = input_pipeline.ArraySource(
-            splits.train_x, splits.train_y, splits.mean, splits.std)
+            splits.train_x, splits.train_y, splits.mean, splits.std, augment=config.augment,
+            seed=config.data_seed)
+        masks = {id(w): m for wrapper in model_ops.wrappers(model) for _, w, m in wrapper.masked_weights}
+        # Weight decay acts on the effective weights, so pruned positions still get no gradient.
+        self._decayed = [(v, masks.get(id(v))) for v in model.trainable_variables]
         self._val = input_pipeline.ArraySource(
             splits.val_x, splits.val_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
         self._test = input_pipeline.ArraySource(
             splits.test_x, splits.test_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
 
-    def _train_step(self, indices):
-        images, labels = self._train_source.gather(indices)
+    def _train_step(self, batch):
+        indices, step = batch
+        images, labels = self._train_source.gather(indices, step)
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
             loss = self._loss(labels, logits)
             total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+            if self.config.weight_decay:
+                total += 0.5 * self.config.weight_decay * tf.add_n(
+                    [tf.reduce_sum(tf.square(v if m is None else v * m)) for v, m in self._decayed])
         variables = self.model.trainable_variables
         grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -175,33 +205,47 @@ class _Run:
                 checkpoint, str(self.directory / "ckpt"), max_to_keep=2)
 
     def _restore(self):
-        """Restores the latest checkpoint; returns the progress record saved with it."""
+        """Restores the newest readable checkpoint; returns the progress record saved with it.
+
+        A checkpoint that cannot be read (torn or corrupt files) is skipped
+        with a warning naming it, and the one before it is used.
+        """
         fresh = {"curve": [], "wall_seconds": 0.0, "loss_sum": 0.0, "loss_steps": 0}
-        if not self.manager or not self.manager.latest_checkpoint:
+        if not self.manager or not self.manager.checkpoints:
             return fresh
-        self.manager.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        step = int(self.trainer.iteration.numpy())
         path = self.directory / "progress.json"
-        progress = atomic.read_json(path)
-        if progress["iteration"] > step:
-            # Killed between the progress write and the checkpoint write: the
-            # saved progress belongs to the newer, lost checkpoint.
-            logging.warning("%s: %s is ahead of checkpoint %s; replaying from iteration %d",
-                            self.name, path, self.manager.latest_checkpoint, step)
-            progress = progress["previous"]
-        if progress is None or progress["iteration"] != step:
-            raise RuntimeError(f"{path} does not match checkpoint {self.manager.latest_checkpoint}")
-        logging.info("%s: resuming from iteration %d (%s)", self.name, step,
-                     self.manager.latest_checkpoint)
-        return progress
+        records = {r["iteration"]: r for r in self._records()}
+        for checkpoint in reversed(self.manager.checkpoints):
+            step = int(checkpoint.rsplit("-", 1)[1])
+            if step not in records:
+                # Killed between the progress write and the checkpoint write.
+                logging.warning("%s: %s has no record of checkpoint %s; using an older one",
+                                self.name, path, checkpoint)
+                continue
+            try:
+                self.manager.checkpoint.restore(checkpoint).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as error:
+                logging.warning("%s: checkpoint %s is unreadable (%s); using an older one",
+                                self.name, checkpoint, str(error).splitlines()[0])
+                continue
+            logging.info("%s: resuming from iteration %d (%s)", self.name, step, checkpoint)
+            return records[step]
+        raise RuntimeError(
+            f"{self.name}: no readable checkpoint in {self.directory / 'ckpt'} "
+            f"(tried {', '.join(self.manager.checkpoints)}); delete {self.directory} to retrain it")
+
+    def _records(self):
+        path = self.directory / "progress.json"
+        return atomic.read_json(path)["records"] if path.exists() else []
 
     def _save(self, progress):
         step = int(self.trainer.iteration.numpy())
-        path = self.directory / "progress.json"
-        previous = atomic.read_json(path) if path.exists() else None
-        if previous is not None:
-            previous.pop("previous", None)
-        atomic.write_json(path, {"iteration": step, **progress, "previous": previous})
+        kept = {int(c.rsplit("-", 1)[1]) for c in self.manager.checkpoints}
+        # Records of saves lost to a kill (no checkpoint) are dropped; the newest
+        # is written before its checkpoint, so a kill in between leaves it without one.
+        records = [r for r in self._records() if r["iteration"] in kept and r["iteration"] < step]
+        atomic.write_json(self.directory / "progress.json",
+                          {"records": records + [{"iteration": step, **progress}]})
         self.manager.save(checkpoint_number=step)
 
     def _next_stop(self, step):
@@ -231,16 +275,17 @@ class _Run:
             stop = self._next_stop(step)
             while step < stop:
                 n = min(c.steps_per_call, stop - step)
-                loss_sum += float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
-                loss_steps += n
+                chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
                 step += n
+                if not math.isfinite(chunk_loss):
+                    raise FloatingPointError(
+                        f"{self.name}: training loss is {chunk_loss} in iterations {step - n + 1}-{step}")
+                loss_sum += chunk_loss
+                loss_steps += n
             if step in self.hooks:
                 self.hooks[step](step)
             if step % c.eval_every == 0 or step == c.train_steps:
                 train_loss = loss_sum / loss_steps
-                if not math.isfinite(train_loss):
-                    raise FloatingPointError(
-                        f"{self.name}: training loss is {train_loss} at iteration {step}")
                 record = {"iteration": step, "train_loss": train_loss, **trainer.evaluate()}
                 curve.append(record)
                 loss_sum, loss_steps = 0.0, 0

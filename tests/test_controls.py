@@ -1,0 +1,152 @@
+"""The paper's controls on the masks of an IMP run: what each one trains, records and resumes."""
+
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tf_lottery import atomic, controls, experiment, imp, pruning, results, training
+
+from conftest import tiny_model, tiny_training
+
+PRUNING = tfl.PruningConfig(fraction=0.3, output_fraction=0.1)
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def finished(splits, tmp_path_factory):
+    """An IMP experiment of 2 rounds plus all three controls, with each control's start weights."""
+    directory = tmp_path_factory.mktemp("exp")
+    training.configure_runtime(0)
+    model = tfl.wrap(tiny_model())
+    theta0 = {k: v.copy() for k, v in tfl.get_weights(model, effective=False).items()}
+    config = tiny_training(train_steps=20)
+    imp.run_rounds(model, splits, rounds=2, training_config=config, pruning_config=PRUNING,
+                   experiment_dir=directory)
+    round0_trained = None
+    starts = {}
+    original = imp.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        starts[kwargs["name"]] = (tfl.get_weights(model, effective=False), tfl.get_masks(model))
+        return original(trainer, model, directory_, round_index, **kwargs)
+
+    imp.train_round = capture
+    try:
+        imp.restore_model(model, results.round_dir(directory, 0))
+        round0_trained = tfl.get_weights(model, effective=False)
+        records = controls.run_controls(
+            model, splits, names=("random_reinit", "random_prune", "one_shot"), rounds=2,
+            training_config=config, pruning_config=PRUNING, experiment_dir=directory,
+            build_model=lambda seed: tiny_model(seed))
+    finally:
+        imp.train_round = original
+    return {"dir": directory, "theta0": theta0, "trained0": round0_trained, "starts": starts,
+            "records": records, "splits": splits, "config": config}
+
+
+def _main_mask(directory, r):
+    return atomic.read_npz(results.round_dir(directory, r) / "mask.npz")
+
+
+def test_records_land_in_summary_under_controls(finished):
+    summary = json.loads((finished["dir"] / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    assert sorted(summary["controls"]) == ["one_shot", "random_prune", "random_reinit"]
+    for name, records in summary["controls"].items():
+        assert [r["round"] for r in records] == [1, 2]
+        assert set(records[0]) == set(summary["rounds"][1])
+        for r in (1, 2):
+            assert (results.round_dir(results.control_dir(finished["dir"], name), r) / "mask.npz").is_file()
+
+
+def test_random_reinit_uses_the_mask_and_fresh_weights(finished):
+    for r in (1, 2):
+        weights, masks = finished["starts"][f"random_reinit round {r}"]
+        main = _main_mask(finished["dir"], r)
+        for k in main:
+            np.testing.assert_array_equal(masks[k], main[k])
+            assert not np.allclose(weights[k], finished["theta0"][k])
+
+
+def test_random_prune_keeps_counts_and_starts_from_theta0(finished):
+    for r in (1, 2):
+        weights, masks = finished["starts"][f"random_prune round {r}"]
+        main = _main_mask(finished["dir"], r)
+        for k in main:
+            assert masks[k].sum() == main[k].sum()
+            np.testing.assert_array_equal(weights[k], finished["theta0"][k])
+        assert not np.array_equal(masks["fc1/kernel"], main["fc1/kernel"])
+
+
+def test_one_shot_prunes_round0_weights_straight_to_each_sparsity(finished):
+    for r in (1, 2):
+        weights, masks = finished["starts"][f"one_shot round {r}"]
+        main = _main_mask(finished["dir"], r)
+        trained = finished["trained0"]
+        for k in main:
+            assert masks[k].sum() == main[k].sum()
+            np.testing.assert_array_equal(weights[k], finished["theta0"][k])
+            kept = np.abs(trained[k][masks[k] == 1]).min()
+            dropped = np.abs(trained[k][masks[k] == 0]).max()
+            assert kept >= dropped  # the largest round-0 magnitudes survive
+    assert not np.array_equal(finished["starts"]["one_shot round 2"][1]["fc1/kernel"],
+                              _main_mask(finished["dir"], 2)["fc1/kernel"])
+
+
+def test_finished_controls_are_not_retrained(finished, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished control round was trained again")
+
+    monkeypatch.setattr(imp, "train_round", no_training)
+    again = controls.run_controls(
+        tfl.wrap(tiny_model()), finished["splits"], names=("random_prune",), rounds=2,
+        training_config=finished["config"], pruning_config=PRUNING, experiment_dir=finished["dir"])
+    assert again["random_prune"] == finished["records"]["random_prune"]
+
+
+def test_controls_need_finished_rounds(splits, tmp_path):
+    with pytest.raises(FileNotFoundError, match="round 1 of the IMP experiment is not finished"):
+        controls.run_controls(tfl.wrap(tiny_model()), splits, names=("random_prune",), rounds=1,
+                              training_config=tiny_training(), pruning_config=PRUNING,
+                              experiment_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown controls lucky"):
+        controls.run_controls(tfl.wrap(tiny_model()), splits, names=("lucky",), rounds=1,
+                              training_config=tiny_training(), pruning_config=PRUNING,
+                              experiment_dir=tmp_path)
+
+
+def test_replicates_get_one_folder_per_seed(tmp_path):
+    config = tfl.ExperimentConfig(dataset="mnist_small", validation_size=100, replicates=3, seed=4,
+                                  experiment_dir=str(tmp_path / "exp"))
+    prepared = experiment.prepare_replicates(config)
+    assert [p.config.seed for p in prepared] == [4, 5, 6]
+    assert [p.directory.name for p in prepared] == ["seed_4", "seed_5", "seed_6"]
+    auto = experiment.prepare_replicates(dataclasses.replace(config, experiment_dir=None,
+                                                             root_dir=str(tmp_path)))
+    assert len({p.directory for p in auto}) == 3
+
+
+def _binary(module, *args):
+    return subprocess.run([sys.executable, "-m", f"binaries.{module}", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_lottery_controls_flag_and_branch_binary(tmp_path):
+    exp = tmp_path / "exp"
+    small = ["--dataset=mnist_small", "--validation_size=500", "--hidden=32,16", "--train_steps=30",
+             "--eval_every=10", "--checkpoint_every=10", "--rounds=1", f"--experiment_dir={exp}"]
+    first = _binary("lottery", *small, "--controls=random_reinit")
+    assert first.returncode == 0, first.stderr
+    assert "control: random_reinit" in first.stdout
+    branch = _binary("branch", f"--experiment_dir={exp}", "--controls=one_shot")
+    assert branch.returncode == 0, branch.stderr
+    summary = json.loads((exp / "summary.json").read_text())
+    assert sorted(summary["controls"]) == ["one_shot", "random_reinit"]
+    missing = _binary("branch", f"--experiment_dir={tmp_path / 'nothing'}")
+    assert missing.returncode == 2 and "config.json does not exist" in missing.stderr
