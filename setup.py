@@ -18,6 +18,7 @@ setup(
         "tensorflow-model-optimization>=0.8,<0.9",
         "tensorflow-datasets>=4.9,<5",
         "absl-py>=1.4,<3",
+        "matplotlib>=3.7,<4",
         "numpy>=1.26,<3",
         "importlib_resources>=6",  # TFDS needs it to download and prepare datasets
     ],
@@ -29,5 +30,7 @@ setup(
         "tf-lottery=binaries.lottery:run_main",
         "tf-lottery-train=binaries.train:run_main",
         "tf-lottery-branch=binaries.branch:run_main",
+        "tf-lottery-export=binaries.export:run_main",
+        "tf-lottery-analyze=binaries.analyze:run_main",
     ]},
 )

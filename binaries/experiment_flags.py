@@ -74,6 +74,11 @@ flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every,
 flags.DEFINE_integer("steps_per_call", _DEFAULTS.steps_per_call,
                      "Training steps run inside one tf.function call.")
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile the training step with XLA.")
+flags.DEFINE_string("precision", _DEFAULTS.precision,
+                    "float32, mixed_float16 (with loss scaling) or mixed_bfloat16.")
+flags.DEFINE_string("strategy", _DEFAULTS.strategy,
+                    "default, mirrored (all local devices), multi_worker (TF_CONFIG) or tpu.")
+flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of initialisation, hold-out and pruning.")
 flags.DEFINE_integer("data_seed", None, "Seed of the training data order (default: --seed).")
 flags.DEFINE_bool("deterministic", _DEFAULTS.deterministic, "Deterministic TensorFlow ops.")

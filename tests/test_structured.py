@@ -191,3 +191,11 @@ def test_random_like_keeps_whole_units(structure, axis):
         assert _unit_counts(random[k], axis) == _unit_counts(masks[k], axis)
         assert pruning.unit_density(random[k], structure) == pruning.unit_density(masks[k], structure)
     assert any(not np.array_equal(random[k], masks[k]) for k in masks)
+
+
+def test_partial_edge_blocks_are_scored_on_their_own_weights():
+    # 1x4 blocks over 6 columns: [0..3] and a partial block [4, 5]
+    weights = {"w": np.array([[1.0, 1.0, 1.0, 1.0, 3.0, 3.0]])}
+    new = pruning.prune(weights, {"w": np.ones((1, 6))}, {"w": 0.5}, structure="block",
+                        block_shape=(1, 4), block_pooling="avg")
+    np.testing.assert_array_equal(np.asarray(new["w"]), [[0, 0, 0, 0, 1, 1]])

@@ -87,15 +87,13 @@ def test_resume_after_interruption_gives_identical_results(splits, tmp_path):
 
 
 def _indices(stream, n):
-    batches = list(stream.take(n).as_numpy_iterator())
-    return np.concatenate([i for i, _ in batches]), [int(s) for _, s in batches]
+    return np.concatenate(list(stream.take(n).as_numpy_iterator())), None
 
 
 def test_index_stream_resumes_and_covers_each_epoch():
     source = input_pipeline.ArraySource(np.zeros((50, 2, 2, 1), np.uint8), np.arange(50))
-    full, steps = _indices(source.index_stream(7, seed=3), 20)
-    tail, tail_steps = _indices(source.index_stream(7, seed=3, start_step=9), 11)
-    assert steps == list(range(20)) and tail_steps == list(range(9, 20))
+    full, _ = _indices(source.index_stream(7, seed=3), 20)
+    tail, _ = _indices(source.index_stream(7, seed=3, start_step=9), 11)
     np.testing.assert_array_equal(full[9 * 7:], tail)
     np.testing.assert_array_equal(np.sort(full[:50]), np.arange(50))
     np.testing.assert_array_equal(np.sort(full[50:100]), np.arange(50))

@@ -27,8 +27,9 @@ _EXPORTS = {
     "wrap": "tf_lottery.model_ops",
     "wrappers": "tf_lottery.model_ops",
 }
-_SUBMODULES = ("atomic", "config", "data", "experiment", "imp", "input_pipeline", "model_ops",
-               "models", "pruning", "training", "wrapper")
+_SUBMODULES = ("analysis", "atomic", "config", "controls", "data", "distribute", "experiment",
+               "export", "imp", "input_pipeline", "model_ops", "models", "plots", "pruning", "report",
+               "results", "schedules", "shrink", "tensorboard", "training", "wrapper")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 

@@ -24,11 +24,13 @@ STRUCTURE_NORMS = ("l1", "l2")
 BLOCK_POOLINGS = ("avg", "max")
 SCHEDULES = ("geometric", "polynomial", "constant")
 CONTROLS = ("random_reinit", "random_prune", "one_shot")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 # Fields that change where results go or how fast they come, never what they are.
 NOT_RESULT_FIELDS = ("root_dir", "experiment_dir", "data_dir", "eval_batch_size",
                      "steps_per_call", "checkpoint_every", "deterministic", "jit_compile", "on_nan",
-                     "controls", "replicates")
+                     "controls", "replicates", "strategy", "tpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +171,9 @@ class ExperimentConfig:
     checkpoint_every: int = 1000
     steps_per_call: int = 100
     jit_compile: bool = True
+    precision: str = "float32"
+    strategy: str = "default"
+    tpu: str | None = None
     seed: int = 0
     data_seed: int | None = None
     deterministic: bool = True
@@ -265,6 +270,8 @@ class ExperimentConfig:
         check(self.eval_batch_size > 0, "eval_batch_size", "must be > 0")
         check(self.checkpoint_every > 0, "checkpoint_every", "must be > 0")
         check(self.steps_per_call > 0, "steps_per_call", "must be > 0")
+        check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
+        check(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
         check(self.seed >= 0, "seed", "must be >= 0")
         check(self.data_seed is None or self.data_seed >= 0, "data_seed", "must be >= 0")
         check(self.on_nan in ON_NAN, "on_nan", f"must be one of {', '.join(ON_NAN)}")

@@ -21,6 +21,7 @@ from tf_lottery import imp
 from tf_lottery import model_ops
 from tf_lottery import pruning
 from tf_lottery import results
+from tf_lottery import tensorboard
 from tf_lottery import training
 from tf_lottery.config import CONTROLS
 
@@ -59,7 +60,7 @@ def _one_shot_mask(model, mask, structures, pruning_config):
 
 
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,
-                 build_model=None, on_nan="stop"):
+                 build_model=None, on_nan="stop", strategy=None):
     """Trains each control in `names` for IMP rounds 1..rounds; returns {name: records}.
 
     `model` is the wrapped model of the experiment (its variables are
@@ -75,7 +76,8 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
     keys = [key for key, _, _ in model_ops.masked_weights(model)]
     structures = pruning_config.structures(keys, model_ops.output_key(model))
     reset_point = imp.ResetPoint(model, experiment_dir)
-    trainer = training.Trainer(model, splits, training_config)
+    strategy = strategy or tf.distribute.get_strategy()
+    trainer = training.Trainer(model, splits, training_config, strategy)
     all_records = {}
     for name in names:
         records = []
@@ -88,8 +90,10 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
             mask = _main_mask(experiment_dir, r)
             round_model, round_trainer = model, trainer
             if name == "random_reinit":
-                round_model = model_ops.wrap(build_model(_REINIT_SEED + 100 * pruning_config.seed + r))
-                round_trainer = training.Trainer(round_model, splits, training_config)
+                with strategy.scope():
+                    round_model = model_ops.wrap(
+                        build_model(_REINIT_SEED + 100 * pruning_config.seed + r))
+                round_trainer = training.Trainer(round_model, splits, training_config, strategy)
                 if not started:
                     model_ops.set_masks(round_model, mask)
             elif not started:
@@ -107,6 +111,7 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
             records.append(record)
             results.update_summary(experiment_dir, records, control=name)
             if not record.get("failed"):
+                tensorboard.log_round(experiment_dir, r, training_config, control=name)
                 logging.info("%s round %d: %.2f%% remaining, test accuracy %.4f", name, r,
                              100 * record["remaining_fraction"], record["early_stop_test_accuracy"])
         all_records[name] = records

@@ -90,51 +90,69 @@ def prepare_replicates(config, kind="imp"):
     return [prepare(c, kind) for c in configs]
 
 
-def prepare_branch(experiment_dir, controls, data_dir=None):
-    """prepare() for training `controls` in an existing IMP experiment folder."""
+def saved_config(experiment_dir, **overrides):
+    """The ExperimentConfig in `experiment_dir/config.json`, with `overrides` applied."""
     if not experiment_dir:
         raise ConfigError("experiment_dir", "is required")
     config_path = pathlib.Path(experiment_dir) / "config.json"
     if not config_path.is_file():
         raise ConfigError("experiment_dir", f"{config_path} does not exist; is it an experiment folder?")
-    saved = atomic.read_json(config_path)
     try:
-        config = ExperimentConfig.from_dict(saved)
-    except TypeError as error:
+        config = ExperimentConfig.from_dict(atomic.read_json(config_path))
+    except (TypeError, ValueError) as error:
         raise ConfigError("experiment_dir", f"{config_path} is not a tf_lottery config ({error})") from None
-    overrides = {"controls": tuple(controls), "experiment_dir": str(experiment_dir)}
-    if data_dir:
-        overrides["data_dir"] = data_dir
-    try:
-        config = dataclasses.replace(config, **overrides)
-    except ConfigError as error:
-        raise ConfigError(error.field, error.message) from None
+    return dataclasses.replace(config, experiment_dir=str(experiment_dir), **overrides)
+
+
+def prepare_branch(experiment_dir, controls, data_dir=None):
+    """prepare() for training `controls` in an existing IMP experiment folder."""
+    config = saved_config(experiment_dir, controls=tuple(controls),
+                          **({"data_dir": data_dir} if data_dir else {}))
     if not config.controls:
         raise ConfigError("controls", "name at least one control")
     return prepare(config, "imp")
 
 
+def load_experiment(experiment_dir, data_dir=None):
+    """prepare() for reading an existing experiment folder (its data loaded, nothing written)."""
+    return prepare(saved_config(experiment_dir, **({"data_dir": data_dir} if data_dir else {})), "imp")
+
+
 # TensorFlow is imported in the functions below, once the cheap checks have passed.
 
-def _build_model(prepared):
-    from tf_lottery import models
+def _runtime(prepared):
+    """Seeds, determinism, dtype policy and strategy; returns (strategy, this worker's folder)."""
+    from tf_lottery import distribute
     from tf_lottery import training
     config = prepared.config
     training.configure_runtime(config.seed, config.deterministic)
-    return models.build(config.model, input_shape=prepared.splits.input_shape,
-                        num_classes=prepared.splits.num_classes, seed=config.seed,
-                        **_model_options(config))
+    distribute.set_precision(config.precision)
+    strategy = distribute.make_strategy(config.strategy, config.tpu)
+    return strategy, distribute.worker_directory(prepared.directory, strategy)
+
+
+def _model_builder(prepared, strategy):
+    from tf_lottery import models
+    config, splits = prepared.config, prepared.splits
+
+    def build(seed):
+        with strategy.scope():
+            return models.build(config.model, input_shape=splits.input_shape,
+                                num_classes=splits.num_classes, seed=seed, **_model_options(config))
+    return build
 
 
 def _model_options(config):
     return {"hidden": config.hidden} if config.model == "lenet" else {}
 
 
-def _wrapped_model(prepared):
+def _wrapped_model(prepared, strategy):
     from tf_lottery import model_ops
     config = prepared.config
     try:
-        wrapped = model_ops.wrap(_build_model(prepared), exclude=config.exclude)
+        with strategy.scope():
+            wrapped = model_ops.wrap(_model_builder(prepared, strategy)(config.seed),
+                                     exclude=config.exclude)
     except ValueError as error:
         raise ConfigError("exclude", str(error)) from None
     if prepared.initial_mask is not None:
@@ -150,55 +168,53 @@ def run_imp(prepared):
     from absl import logging
     from tf_lottery import imp
     config = prepared.config
-    wrapped = _wrapped_model(prepared)
-    atomic.write_json(prepared.directory / "config.json", config.to_dict())
-    logging.info("experiment folder: %s", prepared.directory)
+    strategy, directory = _runtime(prepared)
+    wrapped = _wrapped_model(prepared, strategy)
+    atomic.write_json(directory / "config.json", config.to_dict())
+    logging.info("experiment folder: %s", directory)
     imp.run_rounds(
         wrapped, prepared.splits, rounds=config.rounds, training_config=config.training(),
-        pruning_config=config.pruning(), experiment_dir=prepared.directory,
-        reset=config.reset, rewind_step=config.rewind_step, on_nan=config.on_nan)
+        pruning_config=config.pruning(), experiment_dir=directory, reset=config.reset,
+        rewind_step=config.rewind_step, on_nan=config.on_nan, strategy=strategy)
     if config.controls:
-        _controls(prepared, wrapped)
-    return results.read_summary(prepared.directory)
+        _controls(prepared, wrapped, strategy, directory)
+    return results.read_summary(directory)
 
 
 def run_controls(prepared):
     """Trains the configured controls in a finished IMP folder; returns the summary dict."""
-    _controls(prepared, _wrapped_model(prepared))
-    return results.read_summary(prepared.directory)
+    strategy, directory = _runtime(prepared)
+    _controls(prepared, _wrapped_model(prepared, strategy), strategy, directory)
+    return results.read_summary(directory)
 
 
-def _controls(prepared, wrapped):
+def _controls(prepared, wrapped, strategy, directory):
     from tf_lottery import controls
-    from tf_lottery import models
-    config, splits = prepared.config, prepared.splits
-
-    def build_model(seed):
-        return models.build(config.model, input_shape=splits.input_shape,
-                            num_classes=splits.num_classes, seed=seed, **_model_options(config))
-
-    atomic.write_json(prepared.directory / "config.json", config.to_dict())
+    config = prepared.config
+    atomic.write_json(directory / "config.json", config.to_dict())
     controls.run_controls(
-        wrapped, splits, names=config.controls, rounds=config.rounds,
+        wrapped, prepared.splits, names=config.controls, rounds=config.rounds,
         training_config=config.training(), pruning_config=config.pruning(),
-        experiment_dir=prepared.directory, build_model=build_model, on_nan=config.on_nan)
+        experiment_dir=directory, build_model=_model_builder(prepared, strategy),
+        on_nan=config.on_nan, strategy=strategy)
 
 
 def run_training(prepared):
     """Trains the dense, unwrapped model of a prepared config once; returns its record."""
     from tf_lottery import training
-    model = _build_model(prepared)
-    atomic.write_json(prepared.directory / "config.json", prepared.config.to_dict())
-    metrics_path = prepared.directory / "metrics.json"
+    strategy, directory = _runtime(prepared)
+    model = _model_builder(prepared, strategy)(prepared.config.seed)
+    atomic.write_json(directory / "config.json", prepared.config.to_dict())
+    metrics_path = directory / "metrics.json"
     if metrics_path.exists():
         return atomic.read_json(metrics_path)
+    trainer = training.Trainer(model, prepared.splits, prepared.config.training(), strategy)
     try:
-        result = training.Trainer(model, prepared.splits, prepared.config.training()).train(
-            directory=prepared.directory)
+        result = trainer.train(directory=directory)
     except FloatingPointError as error:
         raise results.RoundFailed(str(error)) from None
     record = {"round": 0, "remaining_fraction": 1.0, **result.summary()}
-    atomic.write_json(prepared.directory / "curve.json", result.curve)
+    atomic.write_json(directory / "curve.json", result.curve)
     atomic.write_json(metrics_path, record)
     return record
 
@@ -221,3 +237,19 @@ def describe_model(config):
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     lines.append(f"{'trainable parameters':<63} {trainable:>12,}")
     return f"model {model.name}\n" + "\n".join(lines)
+
+
+def restore_round(prepared, round_index, control=None):
+    """The experiment's wrapped model as it was at the end of round `round_index` (of a control).
+
+    Masks, trained weights and snapshots come from the round's last checkpoint;
+    raises ConfigError naming the round if it is not finished.
+    """
+    from tf_lottery import imp
+    base = results.control_dir(prepared.directory, control) if control else prepared.directory
+    directory = results.round_dir(base, round_index)
+    if not (directory / "metrics.json").is_file():
+        raise ConfigError("round", f"{directory} is not a finished round")
+    model = _wrapped_model(prepared, _runtime(prepared)[0])
+    imp.restore_model(model, directory)
+    return model

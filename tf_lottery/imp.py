@@ -11,6 +11,7 @@ from tf_lottery import model_ops
 from tf_lottery import pruning
 from tf_lottery import results
 from tf_lottery import schedules
+from tf_lottery import tensorboard
 from tf_lottery import training
 from tf_lottery.config import ON_NAN, RESETS
 
@@ -94,7 +95,8 @@ def _last_good_round(records, before):
 
 
 def run_rounds(model, splits, *, rounds, training_config, pruning_config,
-               experiment_dir, reset="init", rewind_step=0, on_nan="stop", on_round_start=None):
+               experiment_dir, reset="init", rewind_step=0, on_nan="stop", on_round_start=None,
+               strategy=None):
     """Runs IMP on a wrapped model and returns the list of round records.
 
     Round 0 trains the dense network (its masks as given). Round r > 0 prunes
@@ -109,7 +111,9 @@ def run_rounds(model, splits, *, rounds, training_config, pruning_config,
     with `failed: true` and the error; on_nan='stop' then raises RoundFailed
     (a rerun tries the round again), on_nan='skip_round' moves on, and the
     next round prunes the failed round's masks by the weights of the last
-    round that trained.
+    round that trained. With a tf.distribute `strategy`, the model must have
+    been built in its scope; masks are chosen once, on the host, and assigned
+    to every replica.
     """
     if reset not in RESETS:
         raise ValueError(f"unknown reset '{reset}'; choose one of {', '.join(RESETS)}")
@@ -123,7 +127,7 @@ def run_rounds(model, splits, *, rounds, training_config, pruning_config,
     conv_keys = [key for key, weight, _ in model_ops.masked_weights(model) if len(weight.shape) > 2]
     structures = pruning_config.structures(keys, output_key)
     reset_point = ResetPoint(model, experiment_dir)
-    trainer = training.Trainer(model, splits, training_config)
+    trainer = training.Trainer(model, splits, training_config, strategy)
     records = []
     for r in range(rounds + 1):
         directory = results.round_dir(experiment_dir, r)
@@ -161,6 +165,7 @@ def run_rounds(model, splits, *, rounds, training_config, pruning_config,
         records.append(record)
         results.update_summary(experiment_dir, records)
         if not record.get("failed"):
+            tensorboard.log_round(experiment_dir, r, training_config)
             logging.info("round %d: %.2f%% remaining, early-stop iteration %d, test accuracy %.4f",
                          r, 100 * record["remaining_fraction"], record["early_stop_iteration"],
                          record["early_stop_test_accuracy"])

@@ -33,7 +33,7 @@ class ArraySource:
         return images, tf.gather(self.labels, indices)
 
     def index_stream(self, batch_size, seed, start_step=0):
-        """Endless (example indices, step) batches in an order that depends only on (seed, step).
+        """Endless batches of example indices in an order that depends only on (seed, step).
 
         Epoch e visits the examples in the permutation drawn from seed (seed, e);
         epochs are concatenated and cut into batches, so batch i holds stream
@@ -49,12 +49,11 @@ class ArraySource:
             keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
             return tf.data.Dataset.from_tensor_slices(tf.argsort(keys, stable=True))
 
-        indices = (tf.data.Dataset.range(first_epoch, 2**62)
-                   .flat_map(epoch_order)
-                   .skip(offset)
-                   .batch(batch_size, drop_remainder=True))
-        steps = tf.data.Dataset.range(start_step, 2**62)
-        return tf.data.Dataset.zip(indices, steps).prefetch(tf.data.AUTOTUNE)
+        return (tf.data.Dataset.range(first_epoch, 2**62)
+                .flat_map(epoch_order)
+                .skip(offset)
+                .batch(batch_size, drop_remainder=True)
+                .prefetch(tf.data.AUTOTUNE))
 
     def eval_batches(self, batch_size):
         """The whole split as a list of normalised (images, labels) batches, in order."""

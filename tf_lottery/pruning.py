@@ -85,11 +85,19 @@ class _Units:
             raise ValueError(f"unknown structure '{structure}'; choose one of {', '.join(STRUCTURES)}")
 
     def _pool(self, matrix, pooling):
+        """Block scores on a grid anchored at (0, 0); a partial edge block averages only its own weights."""
         rows, cols = matrix.shape
         grid = (-(-rows // self._block[0]), -(-cols // self._block[1]))
-        pooled = pruning_utils.factorized_pool(matrix, window_shape=self._block, pooling_type=pooling,
-                                               strides=self._block, padding="SAME")
-        return tf.reshape(pooled, grid), grid
+        padding = [[0, grid[0] * self._block[0] - rows], [0, grid[1] * self._block[1] - cols]]
+
+        def pool(x, kind):
+            return tf.reshape(pruning_utils.factorized_pool(
+                tf.pad(x, padding), window_shape=self._block, pooling_type=kind,
+                strides=self._block, padding="VALID"), grid)
+
+        if pooling == "MAX":
+            return pool(matrix, "MAX"), grid
+        return pool(matrix, "AVG") / pool(tf.ones_like(matrix), "AVG"), grid
 
     def expand(self, unit_mask):
         """A tensor mask from a flat unit mask, multiplied by the old mask (no revival)."""

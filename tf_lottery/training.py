@@ -101,15 +101,27 @@ class Trainer:
     across runs, so IMP rounds do not retrace it.
     """
 
-    def __init__(self, model, splits, config):
+    def __init__(self, model, splits, config, strategy=None):
         self.model = model
         self.config = config
-        self.optimizer = make_optimizer(config)
-        self.optimizer.build(model.trainable_variables)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(f"batch_size {config.batch_size} does not split over {replicas} replicas")
+        with self.strategy.scope():
+            self.optimizer = make_optimizer(config)
+            if keras.mixed_precision.global_policy().name == "mixed_float16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer.build(model.trainable_variables)
+            self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self._fresh_optimizer = [v.numpy() for v in self.optimizer.variables]
-        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-        self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self._train_step_fn = tf.function(self._train_step, jit_compile=config.jit_compile)
+        self._loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="sum")
+        # XLA cannot place a replica's step when replicas are logical devices of one CPU.
+        cpu_replicas = replicas > 1 and all(
+            "CPU" in device.upper() for device in self.strategy.extended.worker_devices)
+        self._jit = config.jit_compile and not cpu_replicas
+        self._train_step_fn = tf.function(self._train_step, jit_compile=self._jit)
         self._train_chunk = tf.function(self._train_chunk_py)
         self._eval_batch = tf.function(self._eval_batch_py)
         self._train_source = input_pipeline.ArraySource(
@@ -123,16 +135,33 @@ class Trainer:
         self._test = input_pipeline.ArraySource(
             splits.test_x, splits.test_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
 
-    def _train_step(self, batch):
-        indices, step = batch
-        images, labels = self._train_source.gather(indices, step)
+    def fall_back_from_xla(self, error):
+        """Recompiles the step without XLA after XLA failed to compile it; False if it was not XLA."""
+        if not self._jit:
+            return False
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if "XLA" in line or "implement" in line), lines[0])
+        logging.warning("XLA cannot compile this training step (%s); training without XLA", reason)
+        self._jit = False
+        self._train_step_fn = tf.function(self._train_step)
+        self._train_chunk = tf.function(self._train_chunk_py)
+        return True
+
+    def _train_step(self, indices, step):
+        """One replica's step; its loss is its share of the global-batch mean, so gradients sum."""
+        replicas = self.strategy.num_replicas_in_sync
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed_step = step * replicas + tf.cast(replica, tf.int64)
+        images, labels = self._train_source.gather(indices, seed_step)
         with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)
-            loss = self._loss(labels, logits)
-            total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+            logits = tf.cast(self.model(images, training=True), tf.float32)
+            loss = self._loss(labels, logits) / self.config.batch_size
+            total = loss + tf.add_n(self.model.losses) / replicas if self.model.losses else loss
             if self.config.weight_decay:
-                total += 0.5 * self.config.weight_decay * tf.add_n(
+                total += 0.5 * self.config.weight_decay / replicas * tf.add_n(
                     [tf.reduce_sum(tf.square(v if m is None else v * m)) for v, m in self._decayed])
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                total = self.optimizer.scale_loss(total)
         variables = self.model.trainable_variables
         grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -140,8 +169,10 @@ class Trainer:
 
     def _train_chunk_py(self, iterator, steps):
         total = tf.constant(0.0)
-        for _ in tf.range(steps):
-            total += tf.cast(self._train_step_fn(next(iterator)), tf.float32)
+        for i in tf.range(steps):
+            per_replica = self.strategy.run(
+                self._train_step_fn, args=(next(iterator), self.iteration + tf.cast(i, tf.int64)))
+            total += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
         self.iteration.assign_add(tf.cast(steps, tf.int64))
         return total
 
@@ -248,6 +279,14 @@ class _Run:
                           {"records": records + [{"iteration": step, **progress}]})
         self.manager.save(checkpoint_number=step)
 
+    def _batches(self, step):
+        """An iterator over the training batches from iteration `step` on, split over replicas."""
+        stream = self.trainer._train_source.index_stream(
+            self.config.batch_size, self.config.data_seed, start_step=step)
+        if self.trainer.strategy.num_replicas_in_sync > 1:
+            stream = self.trainer.strategy.experimental_distribute_dataset(stream)
+        return iter(stream)
+
     def _next_stop(self, step):
         c = self.config
         stops = [c.train_steps, (step // c.eval_every + 1) * c.eval_every]
@@ -270,12 +309,19 @@ class _Run:
             if 0 in self.hooks:
                 self.hooks[0](0)
             curve = [{"iteration": 0, "train_loss": None, **trainer.evaluate()}]
-        iterator = iter(trainer._train_source.index_stream(c.batch_size, c.data_seed, start_step=step))
+        iterator = self._batches(step)
         while step < c.train_steps:
             stop = self._next_stop(step)
             while step < stop:
                 n = min(c.steps_per_call, stop - step)
-                chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
+                try:
+                    chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
+                except tf.errors.UnimplementedError as error:
+                    # Raised before any step ran; only the iterator moved, so restart it.
+                    if not trainer.fall_back_from_xla(error):
+                        raise
+                    iterator = self._batches(step)
+                    chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
                 step += n
                 if not math.isfinite(chunk_loss):
                     raise FloatingPointError(

@@ -1,0 +1,48 @@
+"""Exports one round of an IMP experiment as SavedModel, .keras and TFLite, each verified.
+
+  python -m binaries.export --experiment_dir=experiments/imp_lenet_mnist_init_1234abcd \
+      --round=best --export_dir=exports/lenet_best --shrink
+"""
+
+from absl import app
+from absl import flags
+
+from binaries import cli
+from tf_lottery import export
+
+flags.DEFINE_string("experiment_dir", None, "A folder written by binaries.lottery.")
+flags.DEFINE_string("round", "best",
+                    "Round to export, or 'best': the sparsest finished round whose early-stop test "
+                    "accuracy is within --tolerance percentage points of round 0's.")
+flags.DEFINE_string("export_dir", None,
+                    "Folder to write; it must not exist or be empty unless --overwrite.")
+flags.DEFINE_list("format", list(export.FORMATS),
+                  "Formats to write: saved_model, keras, tflite (float and int8).")
+flags.DEFINE_bool("shrink", False,
+                  "Export a physically smaller network without the pruned neurons and filters.")
+flags.DEFINE_bool("overwrite", False, "Replace a non-empty --export_dir.")
+flags.DEFINE_float("tolerance", 0.5, "Accuracy drop from round 0, in percentage points, for --round=best.")
+flags.DEFINE_string("data_dir", None, "Where the data is now, if not where config.json says.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    cli.no_arguments(argv)
+    with cli.usage_errors():
+        job = export.prepare(FLAGS.experiment_dir, FLAGS.export_dir, round=FLAGS.round,
+                             formats=FLAGS.format, shrink=FLAGS.shrink, overwrite=FLAGS.overwrite,
+                             tolerance=FLAGS.tolerance, data_dir=FLAGS.data_dir)
+    try:
+        report = cli.execute(export.run, job)
+    except export.ExportError as error:
+        cli.fail(str(error), status=1)
+    print(export.format_report(report))
+    print(f"exported: {job.export_dir}")
+
+
+def run_main():
+    app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,185 @@
+"""Linear mode connectivity, rewind-point search and mask overlap: the arithmetic, then end to end."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tf_lottery import analysis, atomic, experiment, results, training
+from tf_lottery.config import ConfigError
+
+from conftest import tiny_model, tiny_training
+from test_plots import run_binary, small_experiment
+
+# A 1-D problem: the label of x is x > 0, and the network predicts 1 where u * v * x > 0.
+# (u, v) = (1, 1) and (-1, -1) both classify perfectly; the midpoint (0, 0) predicts 0 everywhere.
+XS = np.array([-2.0, -1.0, 1.0, 2.0])
+LABELS = XS > 0
+A = {"u": np.array([1.0]), "v": np.array([1.0])}
+B = {"u": np.array([-1.0]), "v": np.array([-1.0])}
+
+
+def product_error(weights):
+    return float(np.mean((weights["u"] * weights["v"] * XS > 0) != LABELS))
+
+
+def test_interpolation_of_a_handmade_pair_with_a_known_barrier():
+    np.testing.assert_allclose(analysis.interpolate(A, B, 0.25)["u"], [0.5])
+    path = analysis.interpolation_path(A, B, product_error, points=5)
+    assert [p["alpha"] for p in path] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [p["error"] for p in path] == [0.0, 0.0, 0.5, 0.0, 0.0]
+    result = analysis.linear_mode_connectivity(A, B, product_error, points=5)
+    assert result["instability"] == 0.5 and result["max_error"] == 0.5
+    assert result["end_errors"] == [0.0, 0.0]
+    # An even number of points misses the midpoint, and with it the barrier.
+    assert analysis.linear_mode_connectivity(A, B, product_error, points=4)["instability"] == 0.0
+
+
+def test_instability_and_distance_definitions():
+    assert analysis.instability([0.1, 0.5, 0.3]) == pytest.approx(0.5 - 0.2)
+    assert analysis.instability([0.2, 0.1, 0.2]) == 0.0
+    assert analysis.instability([0.1, 0.2, 0.3]) == pytest.approx(0.1)  # the max is an end point
+    a = {"w": np.array([3.0, 0.0]), "bias": np.array([1.0])}
+    b = {"w": np.array([0.0, 4.0]), "bias": np.array([1.0])}
+    assert analysis.l2_distance(a, b) == pytest.approx(5.0)
+    assert analysis.l2_distance(a, b, keys=["bias"]) == 0.0
+    assert analysis.relative_distance(a, b, keys=["w"]) == pytest.approx(5.0 / 3.5)
+    assert analysis.relative_distance(a, b) == pytest.approx(5.0 / ((math.sqrt(10) + math.sqrt(17)) / 2))
+    result = analysis.linear_mode_connectivity(A, B, product_error, points=3)
+    assert result["l2_distance"] == pytest.approx(math.sqrt(8))
+    assert result["relative_distance"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="differ in keys: v"):
+        analysis.interpolate(A, {"u": B["u"]}, 0.5)
+    assert analysis.earliest_stable([{"iteration": 500, "instability": 0.01},
+                                     {"iteration": 100, "instability": 0.015},
+                                     {"iteration": 0, "instability": 0.3}], 0.02) == 100
+    assert analysis.earliest_stable([{"iteration": 0, "instability": 0.3}], 0.02) is None
+
+
+def test_mask_overlap_of_handmade_masks():
+    a = {"x": np.array([1, 1, 0, 0]), "y": np.array([[1, 0], [0, 0]])}
+    b = {"x": np.array([1, 0, 1, 0]), "y": np.zeros((2, 2))}
+    result = analysis.mask_overlap(a, b)
+    x, y, overall = result["layers"]["x"], result["layers"]["y"], result["overall"]
+    assert (x["intersection"], x["union"], x["jaccard"]) == (1, 3, pytest.approx(1 / 3))
+    assert x["chance"] == pytest.approx(1 / 3)  # 2 of 4 and 2 of 4 at random: 1 shared, 3 in the union
+    assert (y["ones_a"], y["ones_b"], y["jaccard"], y["chance"]) == (1, 0, 0.0, 0.0)
+    assert (overall["size"], overall["intersection"], overall["union"]) == (8, 1, 4)
+    assert overall["jaccard"] == 0.25
+    assert analysis.mask_overlap({"z": np.zeros(3)}, {"z": np.zeros(3)})["layers"]["z"]["jaccard"] == 1.0
+    assert analysis.mask_overlap(a, a)["overall"]["jaccard"] == 1.0
+    with pytest.raises(ValueError, match="'x' has shape"):
+        analysis.mask_overlap(a, {**b, "x": np.ones(5)})
+
+
+def test_lottery_command_reruns_the_config_with_a_rewind(tmp_path):
+    config = tfl.ExperimentConfig(dataset="mnist_small", hidden=(32, 16), rounds=2, jit_compile=False,
+                                  block_shape=(2, 2), experiment_dir=str(tmp_path / "exp"))
+    command = analysis.lottery_command(config, tmp_path / "exp", reset="rewind", rewind_step=500)
+    assert command == ("python -m binaries.lottery --hidden=32,16 --dataset=mnist_small --rounds=2 "
+                       "--block_shape=2x2 --reset=rewind --rewind_step=500 --nojit_compile "
+                       f"--root_dir={tmp_path}")
+
+
+def test_stability_trains_two_copies_and_respects_masks(splits):
+    training.configure_runtime(0)
+    model = tfl.wrap(tiny_model())
+    masks = tfl.get_masks(model)
+    masks["fc1/kernel"][::2] = 0
+    tfl.set_masks(model, masks)
+    start = analysis.get_state(model)
+    config = tiny_training(train_steps=20)
+    same = analysis.stability(model, splits, config, start, [3, 3], points=3)
+    assert same["l2_distance"] == 0.0 and same["instability"] == 0.0
+    different = analysis.stability(model, splits, config, start, [3, 4], points=3)
+    assert [p["alpha"] for p in different["path"]] == [0.0, 0.5, 1.0]
+    assert different["end_errors"] == [different["path"][0]["error"], different["path"][-1]["error"]]
+    assert same["end_errors"][0] == different["end_errors"][0]  # copy A is the same run
+    assert different["l2_distance"] > 0
+    # The model now holds the end point B: an interpolation of effective weights, zero where pruned.
+    raw = analysis.get_state(model, effective=False)
+    kernel = next(k for k in raw if k.endswith("fc1/kernel"))
+    assert np.all(raw[kernel][masks["fc1/kernel"] == 0] == 0)
+    assert set(analysis.trainable_keys(model)) == set(raw)  # an MLP has no normalisation statistics
+
+
+@pytest.fixture(scope="module")
+def experiment_dir(tmp_path_factory):
+    return small_experiment(tmp_path_factory)
+
+
+def test_lmc_binary(experiment_dir):
+    result = run_binary("analyze", "lmc", f"--experiment_dir={experiment_dir}", "--round=1",
+                        "--points=3", "--data_seed=3,4")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(analysis.lmc_path(experiment_dir, 1).read_text())
+    assert record["round"] == 1 and record["start"] == "theta_0" and record["data_seeds"] == [3, 4]
+    errors = [p["error"] for p in record["path"]]
+    assert len(errors) == 3 and record["end_errors"] == [errors[0], errors[-1]]
+    assert record["instability"] == pytest.approx(max(errors) - (errors[0] + errors[-1]) / 2)
+    assert record["l2_distance"] > 0 and 0 < record["relative_distance"] < 2
+    assert (f"instability (max error on the path - mean end-point error): "
+            f"{record['instability']:.4f}") in result.stdout
+    bad = run_binary("analyze", "lmc", f"--experiment_dir={experiment_dir}", "--round=9", "--points=3")
+    assert bad.returncode == 2 and "--round: must be a finished round" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_rewind_search_binary_and_its_cache(experiment_dir, monkeypatch):
+    result = run_binary("analyze", "rewind_search", f"--experiment_dir={experiment_dir}", "--round=2",
+                        "--candidates=40,0,20", "--points=3", "--threshold=0.5")
+    assert result.returncode == 0, result.stderr
+    search = json.loads(analysis.rewind_search_path(experiment_dir, 2).read_text())
+    assert [row["iteration"] for row in search["candidates"]] == [0, 20, 40]
+    assert search["earliest_stable"] == analysis.earliest_stable(search["candidates"], 0.5)
+    table = result.stdout.splitlines()
+    assert table[1].split()[:2] == ["rewind", "it"]
+    assert [line.split()[0] for line in table[2:5]] == ["0", "20", "40"]
+    if search["earliest_stable"] not in (None, 0):
+        assert f"--reset=rewind --rewind_step={search['earliest_stable']}" in search["command"]
+    # The cached weights are reused: no training, same arrays; the last one is round 0's end.
+    monkeypatch.setattr(training.Trainer, "train", lambda *a, **k: pytest.fail("trained again"))
+    prepared = experiment.load_experiment(experiment_dir)
+    _, states = analysis.rewind_points(prepared, [0, 20, 40])
+    cache = analysis.analysis_dir(experiment_dir) / "rewind_points"
+    for k in (0, 20, 40):
+        cached = atomic.read_npz(cache / f"iteration_{k:06d}.npz")
+        assert all(np.array_equal(cached[key], states[k][key]) for key in cached)
+    round0 = analysis.get_state(experiment.restore_round(prepared, 0), effective=False)
+    for key in round0:
+        np.testing.assert_allclose(states[40][key], round0[key], atol=1e-5)
+        assert not np.array_equal(states[20][key], states[0][key])
+    # A rewind experiment's reset point is theta_k: its theta_0 is rebuilt, and is the same.
+    rewinding = dataclasses.replace(prepared, config=dataclasses.replace(
+        prepared.config, reset="rewind", rewind_step=20))
+    rebuilt = analysis.get_state(analysis.initial_model(rewinding), effective=False)
+    assert all(np.array_equal(rebuilt[key], states[0][key]) for key in states[0])
+    with pytest.raises(ConfigError, match=r"candidates: must be iterations in \[0, train_steps=40\]"):
+        analysis.rewind_search(prepared, 2, ["0", "50"])
+
+
+def test_overlap_binary(experiment_dir, tmp_path):
+    result = run_binary("analyze", "overlap", f"--experiment_dir={experiment_dir}", "--round=1",
+                        "--round_b=2")
+    assert result.returncode == 0, result.stderr
+    overall = result.stdout.strip().splitlines()[-1].split()
+    mask_a = atomic.read_npz(results.round_dir(experiment_dir, 1) / "mask.npz")
+    mask_b = atomic.read_npz(results.round_dir(experiment_dir, 2) / "mask.npz")
+    expected = analysis.mask_overlap(mask_a, mask_b)["overall"]
+    assert overall[0] == "overall" and float(overall[4]) == pytest.approx(expected["jaccard"], abs=1e-4)
+    # IMP masks are nested, so the overlap is the later round's share of the earlier one.
+    assert expected["jaccard"] == pytest.approx(expected["ones_b"] / expected["ones_a"])
+    other = tmp_path / "other.npz"
+    atomic.write_npz(other, {k: np.ones_like(v) for k, v in mask_a.items()})
+    files = run_binary("analyze", "overlap", f"--mask_a={other}",
+                       f"--mask_b={results.round_dir(experiment_dir, 2) / 'mask.npz'}")
+    assert files.returncode == 0, files.stderr
+    assert "fc1/kernel" in files.stdout
+    missing = run_binary("analyze", "overlap", f"--mask_a={other}")
+    assert missing.returncode == 2 and "give both --mask_a and --mask_b" in missing.stderr
+    wrong = run_binary("analyze", "spectrum")
+    assert wrong.returncode == 2
+    assert "expected one command (plots, lmc, rewind_search, overlap)" in wrong.stderr

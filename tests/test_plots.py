@@ -1,0 +1,143 @@
+"""Figures, report.md and TensorBoard runs from a small real experiment folder, and from replicates."""
+
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import tf_lottery as tfl
+from tf_lottery import plots, report, tensorboard
+from tf_lottery.config import ConfigError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FIGURES = ("accuracy_vs_remaining", "early_stop_vs_remaining", "test_accuracy_curves", "layer_remaining",
+           "first_layer_inputs")
+
+
+def run_binary(module, *args):
+    return subprocess.run([sys.executable, "-m", f"binaries.{module}", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def small_experiment(tmp_path_factory):
+    """A 2-round IMP run plus random_reinit on mnist_small (LeNet-32-16), made once per session."""
+    directory = tmp_path_factory.getbasetemp() / "small_experiment"
+    if not (directory / "controls" / "random_reinit" / "round_02" / "metrics.json").is_file():
+        result = run_binary(
+            "lottery", "--dataset=mnist_small", "--validation_size=500", "--hidden=32,16",
+            "--train_steps=40", "--eval_every=20", "--checkpoint_every=20", "--eval_batch_size=1000",
+            "--rounds=2", "--controls=random_reinit", f"--experiment_dir={directory}")
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def experiment_dir(tmp_path_factory):
+    return small_experiment(tmp_path_factory)
+
+
+def test_plots_command_writes_figures_report_and_tensorboard(experiment_dir):
+    result = run_binary("analyze", "plots", f"--experiment_dir={experiment_dir}")
+    assert result.returncode == 0, result.stderr
+    for name in FIGURES:
+        png, svg = experiment_dir / "plots" / f"{name}.png", experiment_dir / "plots" / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
+        assert "<svg" in svg.read_text()[:1000], name
+        assert str(png) in result.stdout and str(svg) in result.stdout
+    text = (experiment_dir / "report.md").read_text()
+    assert "| round | remaining % | early-stop it | test acc @es | final test acc | seconds |" in text
+    assert re.search(r"^\| 0 \| 100\.00 \| \d+ \| 0\.\d{4} \| 0\.\d{4} \|", text, re.M)
+    assert re.search(r"^\| 2 \| 64\.11 \|", text, re.M)
+    assert "## Control: random_reinit" in text and "## Weights remaining per layer" in text
+    links = re.findall(r"\]\(([^)]+\.(?:png|svg))\)", text)
+    assert sorted(links) == sorted(f"plots/{n}.{ext}" for n in FIGURES for ext in ("png", "svg"))
+    assert all((experiment_dir / link).is_file() for link in links)
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    rounds = tensorboard.read_scalars(experiment_dir / "tb" / "rounds")
+    assert set(rounds) == {"rounds/early_stop_test_accuracy", "rounds/final_test_accuracy",
+                           "rounds/early_stop_iteration", "rounds/remaining_percent"}
+    assert [step for step, _ in rounds["rounds/final_test_accuracy"]] == [0, 1, 2]
+    assert rounds["rounds/final_test_accuracy"][2][1] == pytest.approx(
+        summary["rounds"][2]["final_test_accuracy"])
+    curve = tensorboard.read_scalars(experiment_dir / "tb" / "round_01")
+    assert set(curve) == {"loss/train", "loss/val", "loss/test", "accuracy/val", "accuracy/test",
+                          "learning_rate", "sparsity/remaining_percent"}
+    assert [step for step, _ in curve["accuracy/test"]] == [0, 20, 40]
+    assert [step for step, _ in curve["loss/train"]] == [20, 40]
+    assert curve["learning_rate"][0][1] == pytest.approx(1.2e-3)
+    assert curve["sparsity/remaining_percent"][0][1] == pytest.approx(80.06, abs=0.01)
+    control = tensorboard.read_scalars(experiment_dir / "tb" / "controls" / "random_reinit")
+    assert [step for step, _ in control["rounds/early_stop_test_accuracy"]] == [1, 2]
+    assert tensorboard.read_scalars(experiment_dir / "tb" / "controls" / "random_reinit" / "round_02")
+
+
+def _replicate(source, target, shift):
+    """A copy of an experiment folder whose accuracies are moved by `shift` (a stand-in replicate)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("ckpt", "plots", "tb", "analysis"))
+    summary = json.loads((target / "summary.json").read_text())
+    for record in summary["rounds"] + [r for rs in summary["controls"].values() for r in rs]:
+        record["early_stop_test_accuracy"] += shift
+    (target / "summary.json").write_text(json.dumps(summary))
+    curve_path = target / "round_01" / "curve.json"
+    curve = json.loads(curve_path.read_text())
+    for record in curve:
+        record["test_accuracy"] += shift
+    curve_path.write_text(json.dumps(curve))
+
+
+def test_replicates_are_averaged_with_a_band(experiment_dir, tmp_path):
+    parent = tmp_path / "replicates"
+    _replicate(experiment_dir, parent / "seed_0", 0.0)
+    _replicate(experiment_dir, parent / "seed_1", 0.02)
+    runs = plots.load_runs([parent])
+    assert [r.directory.name for r in runs] == ["seed_0", "seed_1"]
+    rows = plots.aggregate(runs, "early_stop_test_accuracy")
+    first = runs[0].records()
+    for r, remaining, mean, low, high in rows:
+        assert remaining == pytest.approx(100 * first[r]["remaining_fraction"])
+        assert (low, high) == pytest.approx((first[r]["early_stop_test_accuracy"],
+                                             first[r]["early_stop_test_accuracy"] + 0.02))
+        assert mean == pytest.approx(low + 0.01)
+    path, written = report.make_report([parent], rounds_to_plot=[1, 2])
+    assert sorted(p.name for p in written) == sorted(FIGURES)
+    assert all(p.png.stat().st_size > 0 and p.svg.stat().st_size > 0 for p in written)
+    assert path == parent / "report.md"
+    text = path.read_text()
+    assert "## IMP rounds across runs" in text and "## Control across runs: random_reinit" in text
+    assert "(`seed_1`)" in text and "](plots/test_accuracy_curves.png)" in text
+    assert (parent / "seed_1" / "tb" / "rounds").is_dir()
+    shutil.rmtree(parent / "seed_0" / "tb")
+    tensorboard.log_round(parent / "seed_0", 2, control="random_reinit")
+    control_tb = parent / "seed_0" / "tb" / "controls" / "random_reinit"
+    assert sorted(p.name for p in control_tb.iterdir())[-1] == "round_02"
+    assert tensorboard.read_scalars(control_tb) and tensorboard.read_scalars(control_tb / "round_02")
+
+
+def test_bad_folders_and_rounds_are_named(experiment_dir, tmp_path):
+    with pytest.raises(ConfigError, match="experiment_dir: .* has no config.json"):
+        plots.load_runs([tmp_path])
+    with pytest.raises(ConfigError, match=r"rounds_to_plot: rounds 7 are not finished \(finished: 0, 1"):
+        plots.write_plots([experiment_dir], rounds_to_plot=[1, 7])
+    bad = run_binary("analyze", "plots", f"--experiment_dir={tmp_path}")
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("is it an experiment folder?")
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_curve_scalars_replace_old_events_and_follow_the_schedule(tmp_path):
+    curve = [{"iteration": 0, "train_loss": None, "val_loss": 2.0, "val_accuracy": 0.1,
+              "test_loss": 2.1, "test_accuracy": 0.1},
+             {"iteration": 50, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.7,
+              "test_loss": 0.8, "test_accuracy": 0.75}]
+    config = tfl.TrainingConfig(learning_rate=0.1, lr_milestones=(40,), lr_gamma=0.5)
+    tensorboard.write_curve_scalars(tmp_path, curve, config, remaining_fraction=0.25)
+    tensorboard.write_curve_scalars(tmp_path, curve, config, remaining_fraction=0.25)
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    scalars = tensorboard.read_scalars(tmp_path)
+    assert scalars["accuracy/test"] == [(0, pytest.approx(0.1)), (50, pytest.approx(0.75))]
+    assert scalars["loss/train"] == [(50, 1.0)]
+    assert scalars["learning_rate"] == [(0, pytest.approx(0.1)), (50, pytest.approx(0.05))]
+    assert scalars["sparsity/remaining_percent"] == [(0, 25.0), (50, 25.0)]

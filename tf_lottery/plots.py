@@ -1,0 +1,340 @@
+"""Figures from results folders (matplotlib, drawn off-screen: no pyplot, no global backend).
+
+  accuracy_vs_remaining    test accuracy at the early-stop iteration vs % of weights remaining
+  early_stop_vs_remaining  early-stop iteration vs % of weights remaining
+  test_accuracy_curves     test accuracy over training, one panel per selected round
+  layer_remaining          remaining fraction of each pruned tensor per round
+  first_layer_inputs       surviving first-layer weights per input pixel (MNIST MLPs)
+
+The x axes of the first two are logarithmic and reversed, as in Frankle &
+Carbin's figures. Every figure draws the controls beside the ticket; given
+several folders (replicates of one config), lines are means over them and
+bands their min-max range.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from tf_lottery import atomic
+from tf_lottery import results
+from tf_lottery.config import ConfigError
+
+CONTROL_LABELS = {"random_reinit": "random reinit (same mask)",
+                  "random_prune": "random pruning",
+                  "one_shot": "one-shot pruning"}
+_STYLES = [("C1", "s", "--"), ("C2", "^", "-."), ("C3", "v", ":"), ("C4", "D", "--")]
+_MNIST_PIXELS = 784
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One experiment folder: its path, config.json and summary.json."""
+    directory: pathlib.Path
+    config: dict
+    summary: dict
+
+    def records(self, control=None):
+        """The finished, not failed, round records of the IMP rounds or of a control, by round."""
+        records = self.summary["controls"].get(control, []) if control else self.summary["rounds"]
+        return {r["round"]: r for r in records if not r.get("failed")}
+
+    def round_file(self, round_index, name, control=None):
+        base = results.control_dir(self.directory, control) if control else self.directory
+        return results.round_dir(base, round_index) / name
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """A written figure: its name, a one-line caption and its PNG and SVG files."""
+    name: str
+    caption: str
+    png: pathlib.Path
+    svg: pathlib.Path
+
+
+def experiment_dirs(directories):
+    """The experiment folders named by `directories`; a folder of seed_* replicates stands for them."""
+    found = []
+    for directory in map(pathlib.Path, directories):
+        if (directory / "config.json").is_file():
+            found.append(directory)
+            continue
+        replicates = sorted(p.parent for p in directory.glob("seed_*/config.json"))
+        if not replicates:
+            raise ConfigError("experiment_dir", f"{directory} has no config.json (nor "
+                              "seed_*/config.json); is it an experiment folder?")
+        found += replicates
+    if not found:
+        raise ConfigError("experiment_dir", "is required")
+    return found
+
+
+def load_runs(directories):
+    """Run objects for experiment_dirs(directories)."""
+    runs = []
+    for directory in experiment_dirs(directories):
+        summary = results.read_summary(directory)
+        if not summary["rounds"]:
+            raise ConfigError("experiment_dir", f"{directory} has no finished round yet")
+        runs.append(Run(directory, atomic.read_json(directory / "config.json"), summary))
+    return runs
+
+
+def control_names(runs):
+    """Controls present in every run, in the first run's order."""
+    return [name for name in runs[0].summary["controls"]
+            if all(name in r.summary["controls"] for r in runs)]
+
+
+def default_rounds(runs, count=4):
+    """Up to `count` finished rounds spread evenly from round 0 to the last."""
+    finished = sorted(set.intersection(*(set(r.records()) for r in runs)))
+    if len(finished) <= count:
+        return finished
+    return sorted({finished[int(round(i))] for i in np.linspace(0, len(finished) - 1, count)})
+
+
+def check_rounds(runs, rounds):
+    """The requested rounds if each is finished in every run; else ConfigError naming rounds_to_plot."""
+    finished = set.intersection(*(set(r.records()) for r in runs))
+    missing = sorted(set(rounds) - finished)
+    if missing:
+        raise ConfigError("rounds_to_plot", f"rounds {', '.join(map(str, missing))} are not finished "
+                          f"(finished: {', '.join(map(str, sorted(finished)))})")
+    return sorted(set(rounds))
+
+
+def aggregate(runs, field, control=None):
+    """[(round, mean % remaining, mean, min, max)] of a record field over rounds every run finished."""
+    per_run = [run.records(control) for run in runs]
+    rounds = sorted(set.intersection(*(set(r) for r in per_run)))
+    rows = []
+    for r in rounds:
+        values = np.array([float(records[r][field]) for records in per_run])
+        remaining = np.mean([100 * records[r]["remaining_fraction"] for records in per_run])
+        rows.append((r, float(remaining), float(values.mean()), float(values.min()),
+                     float(values.max())))
+    return rows
+
+
+def _ticket_label(config):
+    if config.get("reset") == "rewind":
+        return f"IMP ticket (rewind to iteration {config.get('rewind_step')})"
+    return r"IMP ticket (reset to $\theta_0$)"
+
+
+def model_name(config):
+    """A readable model name: LeNet-300-100 for lenet, else the builder name."""
+    if config.get("model") == "lenet":
+        return f"LeNet-{'-'.join(map(str, config.get('hidden', [])))}"
+    return str(config.get("model"))
+
+
+def _title(runs, what):
+    config = runs[0].config
+    spread = f" (mean, band: min-max of {len(runs)} runs)" if len(runs) > 1 else ""
+    return f"{model_name(config)} on {config.get('dataset')}{spread}\n{what}"
+
+
+def _remaining_axis(ax, percents):
+    """Log-scaled, reversed x axis of % remaining, ticked at the rounds' values."""
+    values = sorted({round(p, 1) for p in percents}, reverse=True)
+    step = max(1, -(-len(values) // 9))
+    ax.set_xscale("log")
+    ax.set_xlim(max(values) * 1.08, min(values) / 1.08)  # reversed: 100% on the left
+    ax.xaxis.set_major_locator(ticker.FixedLocator(values[::step]))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_xlabel("weights remaining (%, log scale)")
+
+
+def _band(ax, x, low, high, color):
+    if not np.allclose(low, high):
+        ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+
+
+def _series(ax, rows, label, color, marker, linestyle):
+    _, x, mean, low, high = (np.array(c) for c in zip(*rows))
+    ax.plot(x, mean, color=color, marker=marker, linestyle=linestyle, label=label, markersize=5)
+    _band(ax, x, low, high, color)
+
+
+def _save(fig, out_dir, name, caption):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+    fig.savefig(png, dpi=100)
+    fig.savefig(svg, metadata={"Date": None})
+    return Plot(name, caption, png, svg)
+
+
+def _versus_remaining(runs, out_dir, field, name, ylabel, what):
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    ticket = aggregate(runs, field)
+    _series(ax, ticket, _ticket_label(runs[0].config), "C0", "o", "-")
+    percents = [row[1] for row in ticket]
+    for (color, marker, linestyle), control in zip(_STYLES, control_names(runs)):
+        rows = aggregate(runs, field, control)
+        if rows:
+            _series(ax, rows, CONTROL_LABELS.get(control, control), color, marker, linestyle)
+            percents += [row[1] for row in rows]
+    if field == "early_stop_test_accuracy" and ticket[0][0] == 0:
+        ax.axhline(ticket[0][2], color="0.5", linewidth=0.8, linestyle=":",
+                   label="dense network (round 0)")
+    _remaining_axis(ax, percents)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_title(runs, what), fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    return _save(fig, out_dir, name, what[0].upper() + what[1:] + ".")
+
+
+def plot_accuracy_vs_remaining(runs, out_dir):
+    """Test accuracy at the early-stop iteration against % of weights remaining."""
+    return _versus_remaining(runs, out_dir, "early_stop_test_accuracy", "accuracy_vs_remaining",
+                             "test accuracy at early stop",
+                             "test accuracy at the early-stop iteration vs weights remaining")
+
+
+def plot_early_stop_vs_remaining(runs, out_dir):
+    """The early-stop iteration (minimum validation loss) against % of weights remaining."""
+    return _versus_remaining(runs, out_dir, "early_stop_iteration", "early_stop_vs_remaining",
+                             "early-stop iteration (min. validation loss)",
+                             "early-stop iteration vs weights remaining")
+
+
+def _mean_curve(runs, round_index, control=None):
+    """(iterations, mean, min, max) of test accuracy over the runs' curves of one round, or None."""
+    curves = []
+    for run in runs:
+        path = run.round_file(round_index, "curve.json", control)
+        if not path.is_file():
+            return None
+        curves.append({c["iteration"]: c["test_accuracy"] for c in atomic.read_json(path)})
+    iterations = sorted(set.intersection(*(set(c) for c in curves)))
+    values = np.array([[c[i] for i in iterations] for c in curves])
+    return np.array(iterations), values.mean(0), values.min(0), values.max(0)
+
+
+def plot_accuracy_curves(runs, out_dir, rounds):
+    """Test accuracy over training iterations for `rounds`, one panel each, ticket and controls."""
+    controls = control_names(runs)
+    fig = Figure(figsize=(3.9 * len(rounds) + 0.6, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(rounds), sharey=True, squeeze=False)[0]
+    shown = []
+    for ax, r in zip(axes, rounds):
+        lines = [(_ticket_label(runs[0].config), None, ("C0", "o", "-"))]
+        lines += [(CONTROL_LABELS.get(c, c), c, style) for style, c in zip(_STYLES, controls)]
+        for label, control, (color, _, linestyle) in lines:
+            curve = _mean_curve(runs, r, control)
+            if curve is None:
+                continue
+            x, mean, low, high = curve
+            ax.plot(x, mean, color=color, linestyle=linestyle, label=label, linewidth=1.4)
+            _band(ax, x, low, high, color)
+            shown.append(mean[len(mean) // 10:])
+            record = runs[0].records(control).get(r)
+            if len(runs) == 1 and record:
+                ax.plot(record["early_stop_iteration"], record["early_stop_test_accuracy"], marker="*",
+                        color=color, markersize=10, markeredgecolor="black", linestyle="none")
+        remaining = 100 * runs[0].records()[r]["remaining_fraction"]
+        ax.set_title(f"round {r}: {remaining:.1f}% remaining", fontsize=10)
+        ax.set_xlabel("training iteration")
+        ax.grid(True, alpha=0.3)
+    values = np.concatenate(shown)
+    low, high = float(values.min()), float(values.max())
+    margin = 0.1 * (high - low) + 0.005
+    axes[0].set_ylim(max(0.0, low - margin), min(1.0, high + margin))
+    axes[0].set_ylabel("test accuracy")
+    legend = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        legend.update(zip(labels, handles))
+    labels, handles = list(legend), list(legend.values())
+    if len(runs) == 1:
+        handles.append(axes[0].plot([], [], marker="*", color="0.6", markeredgecolor="black",
+                                    linestyle="none", markersize=10)[0])
+        labels.append("early-stop iteration")
+    axes[-1].legend(handles, labels, fontsize=8, loc="lower right")
+    fig.suptitle(_title(runs, "test accuracy during training (y axis zoomed)").replace("\n", ": "),
+                 fontsize=11)
+    return _save(fig, out_dir, "test_accuracy_curves",
+                 f"Test accuracy during training in rounds {', '.join(map(str, rounds))}, "
+                 "ticket and controls (stars: early-stop iterations).")
+
+
+def plot_layer_remaining(runs, out_dir):
+    """The remaining fraction of each pruned tensor per round (first run), with the overall fraction."""
+    records = [runs[0].records()[r] for r in sorted(runs[0].records())]
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    rounds = [rec["round"] for rec in records]
+    for i, key in enumerate(records[0].get("layers", {})):
+        ax.plot(rounds, [100 * rec["layers"][key]["remaining_fraction"] for rec in records],
+                marker="osv^Dp<>"[i % 8], markersize=6 - 0.5 * (i % 3), fillstyle="none",
+                color=f"C{i % 10}",
+                label=f"{key} ({records[0]['layers'][key]['size']:,} weights)")
+    ax.plot(rounds, [100 * rec["remaining_fraction"] for rec in records], color="black",
+            linestyle="--", label="all pruned weights")
+    ax.set_yscale("log")
+    percent = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(percent)
+    ax.yaxis.set_minor_formatter(percent)
+    ax.set_xticks(rounds)
+    ax.set_xlabel("pruning round")
+    ax.set_ylabel("weights remaining (%, log scale)")
+    ax.set_title(f"{model_name(runs[0].config)} on {runs[0].config.get('dataset')}\n"
+                 "weights remaining per layer", fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=9)
+    return _save(fig, out_dir, "layer_remaining", "Remaining fraction of each pruned tensor per round.")
+
+
+def first_layer_key(mask):
+    """Key of the first masked weight of shape (784, n) (an MNIST MLP's first layer), or None."""
+    return next((k for k, v in mask.items() if v.ndim == 2 and v.shape[0] == _MNIST_PIXELS), None)
+
+
+def plot_first_layer_inputs(runs, out_dir, rounds):
+    """Per input pixel, how many first-layer weights survive, as 28x28 maps; None if not an MNIST MLP.
+
+    Rounds whose first layer is still dense are left out; each map has its own
+    colour scale, so that the spatial pattern shows at every sparsity.
+    """
+    run = runs[0]
+    masks = {r: atomic.read_npz(run.round_file(r, "mask.npz")) for r in rounds
+             if run.round_file(r, "mask.npz").is_file()}
+    key = first_layer_key(next(iter(masks.values()))) if masks else None
+    if key is None:
+        return None
+    masks = {r: mask[key] for r, mask in masks.items() if mask[key].min() == 0}
+    if not masks:
+        return None
+    width = next(iter(masks.values())).shape[1]
+    fig = Figure(figsize=(3.6 * len(masks) + 0.4, 3.9), layout="constrained")
+    axes = fig.subplots(1, len(masks), squeeze=False)[0]
+    for ax, (r, mask) in zip(axes, masks.items()):
+        image = ax.imshow(mask.sum(axis=1).reshape(28, 28), cmap="viridis")
+        ax.set_title(f"round {r}: {100 * mask.mean():.1f}% of {key.split('/')[0]} left", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"{key}: surviving weights per input pixel (out of {width})", fontsize=11)
+    return _save(fig, out_dir, "first_layer_inputs",
+                 f"Surviving weights of {key} per input pixel "
+                 f"(sum of the mask over its {width} outputs).")
+
+
+def write_plots(directories, rounds_to_plot=None):
+    """Writes every figure into `first directory/plots/` as PNG and SVG; returns the Plot list."""
+    runs = load_runs(directories)
+    out_dir = pathlib.Path(directories[0]) / "plots"
+    rounds = check_rounds(runs, rounds_to_plot) if rounds_to_plot else default_rounds(runs)
+    plots = [plot_accuracy_vs_remaining(runs, out_dir), plot_early_stop_vs_remaining(runs, out_dir),
+             plot_accuracy_curves(runs, out_dir, rounds), plot_layer_remaining(runs, out_dir),
+             plot_first_layer_inputs(runs, out_dir, rounds)]
+    return [p for p in plots if p is not None]

@@ -1,0 +1,141 @@
+"""report.md for results folders: setup, per-round tables, figures, TensorBoard runs and analyses."""
+
+import os
+import pathlib
+
+from tf_lottery import atomic
+from tf_lottery import plots as plots_lib
+
+_COLUMNS = "| round | remaining % | early-stop it | test acc @es | final test acc | seconds |"
+
+
+def markdown_table(records):
+    """The per-round table of results.format_table, as Markdown."""
+    lines = [_COLUMNS, "|" + "---:|" * 6]
+    for rec in records:
+        head = f"| {rec['round']} | {100 * rec['remaining_fraction']:.2f} |"
+        if rec.get("failed"):
+            lines.append(f"{head} failed: {rec.get('error', '')} | | | |")
+            continue
+        lines.append(f"{head} {rec['early_stop_iteration']} | {rec['early_stop_test_accuracy']:.4f} | "
+                     f"{rec['final_test_accuracy']:.4f} | {rec['wall_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def replicate_table(runs, control=None):
+    """Mean and min-max over replicates of the early-stop and final test accuracy per round."""
+    early = plots_lib.aggregate(runs, "early_stop_test_accuracy", control)
+    final = {row[0]: row for row in plots_lib.aggregate(runs, "final_test_accuracy", control)}
+    iteration = {row[0]: row for row in plots_lib.aggregate(runs, "early_stop_iteration", control)}
+    lines = ["| round | remaining % | test acc @es: mean (min-max) | early-stop it: mean | "
+             "final test acc: mean (min-max) |", "|" + "---:|" * 5]
+    for r, remaining, mean, low, high in early:
+        _, _, f_mean, f_low, f_high = final[r]
+        lines.append(f"| {r} | {remaining:.2f} | {mean:.4f} ({low:.4f}-{high:.4f}) | "
+                     f"{iteration[r][2]:.0f} | {f_mean:.4f} ({f_low:.4f}-{f_high:.4f}) |")
+    return "\n".join(lines)
+
+
+def layer_table(records):
+    """Remaining % of each pruned tensor per round."""
+    keys = list(records[0].get("layers", {}))
+    lines = ["| round | " + " | ".join(keys) + " | all |", "|" + "---:|" * (len(keys) + 2)]
+    for rec in records:
+        cells = [f"{100 * rec['layers'][k]['remaining_fraction']:.2f}" for k in keys]
+        lines.append(f"| {rec['round']} | " + " | ".join(cells)
+                     + f" | {100 * rec['remaining_fraction']:.2f} |")
+    return "\n".join(lines)
+
+
+def describe(config):
+    """One sentence with the experiment's setup."""
+    reset = ("reset to theta_0" if config.get("reset") == "init"
+             else f"rewound to iteration {config.get('rewind_step')}")
+    output = config.get("output_prune_fraction")
+    output = f", {100 * output:g}% of the output layer" if output is not None else ""
+    return (f"{plots_lib.model_name(config)} on {config.get('dataset')}, {config.get('rounds')} rounds "
+            f"pruning {100 * config.get('prune_fraction', 0):g}% of the remaining weights per round "
+            f"({config.get('prune_scope')} scope{output}), survivors {reset}; "
+            f"{config.get('train_steps')} iterations per round, {config.get('optimizer')} "
+            f"(learning rate {config.get('learning_rate')}, batch {config.get('batch_size')}), "
+            f"seed {config.get('seed')}.")
+
+
+def _link(path, base):
+    return pathlib.Path(os.path.relpath(path, base)).as_posix()
+
+
+def _analyses(directory, base):
+    """Markdown summaries of the lmc and rewind_search results in directory/analysis/."""
+    folder = pathlib.Path(directory) / "analysis"
+    parts = []
+    for path in sorted(folder.glob("lmc_round_*.json")):
+        rec = atomic.read_json(path)
+        parts.append(f"- [{_link(path, base)}]({_link(path, base)}): round {rec['round']} "
+                     f"({100 * rec['remaining_fraction']:.2f}% remaining) from {rec['start']}, "
+                     f"data seeds {rec['data_seeds'][0]} and {rec['data_seeds'][1]}: instability "
+                     f"{rec['instability']:.4f}, relative L2 distance {rec['relative_distance']:.4f}")
+    for path in sorted(folder.glob("rewind_search_round_*.json")):
+        search = atomic.read_json(path)
+        rows = ["| rewind it | instability | max error | end errors | relative L2 distance |",
+                "|" + "---:|" * 5]
+        rows += [f"| {row['iteration']} | {row['instability']:.4f} | {row['max_error']:.4f} | "
+                 f"{row['end_errors'][0]:.4f}, {row['end_errors'][1]:.4f} | "
+                 f"{row['relative_distance']:.4f} |"
+                 for row in search["candidates"]]
+        verdict = (f"earliest stable rewind point: iteration {search['earliest_stable']}"
+                   if search["earliest_stable"] is not None else "no candidate is stable")
+        parts.append(f"Rewind-point search on round {search['round']}'s mask "
+                     f"({100 * search['remaining_fraction']:.2f}% remaining; "
+                     f"threshold {search['threshold']}, "
+                     f"[{_link(path, base)}]({_link(path, base)})): {verdict}.\n\n" + "\n".join(rows))
+    return parts
+
+
+def write_report(directories, plots):
+    """Writes `first directory/report.md` from the folders' results and the written Plot list."""
+    base = pathlib.Path(directories[0])
+    runs = plots_lib.load_runs(directories)
+    controls = plots_lib.control_names(runs)
+    lines = [f"# Lottery-ticket report: {base.resolve().name}", "", describe(runs[0].config), ""]
+    if len(runs) > 1:
+        names = ", ".join(f"`{_link(r.directory, base)}`" for r in runs)
+        lines += [f"{len(runs)} runs: {names}.", "",
+                  "## IMP rounds across runs", "", replicate_table(runs), ""]
+        for name in controls:
+            lines += [f"## Control across runs: {name}", "", replicate_table(runs, name), ""]
+    for run in runs:
+        suffix = f" (`{_link(run.directory, base)}`)" if len(runs) > 1 else ""
+        lines += [f"## IMP rounds{suffix}", "", markdown_table(run.summary["rounds"]), ""]
+        for name, records in run.summary["controls"].items():
+            lines += [f"## Control: {name}{suffix}", "", markdown_table(records), ""]
+    records = [runs[0].records()[r] for r in sorted(runs[0].records())]
+    if records and records[0].get("layers"):
+        lines += ["## Weights remaining per layer (%)", "", layer_table(records), ""]
+    lines += ["## Figures", ""]
+    for plot in plots:
+        lines += [f"![{plot.caption}]({_link(plot.png, base)})", "",
+                  f"{plot.caption} ([SVG]({_link(plot.svg, base)}))", ""]
+    analyses = [part for run in runs for part in _analyses(run.directory, base)]
+    if analyses:
+        lines += ["## Analyses", ""] + [part + "\n" for part in analyses]
+    logdirs = [run.directory / "tb" for run in runs if (run.directory / "tb").is_dir()]
+    if logdirs:
+        lines += ["## TensorBoard", "", "Per-evaluation scalars in one run per round (`round_XX`), "
+                  "per-round scalars in `rounds` and `controls/NAME`:", ""]
+        lines += [f"    tensorboard --logdir {logdir}" for logdir in logdirs] + [""]
+    path = base / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def make_report(directories, rounds_to_plot=None):
+    """Figures, TensorBoard runs and report.md for experiment folders (the `analyze.py plots` command).
+
+    Returns (report path, Plot list); everything goes into the first folder.
+    """
+    plots = plots_lib.write_plots(directories, rounds_to_plot)
+    from tf_lottery import tensorboard  # TensorFlow, once the folders have been checked
+    for directory in plots_lib.experiment_dirs(directories):
+        tensorboard.write_tensorboard(directory)
+    return write_report(directories, plots), plots
