@@ -184,7 +184,7 @@ class TrainerVariant:
             jit_compile=jit_compile, learning_rate=LEARNING_RATE))
         self.calls = steps // steps_per_call
         self.n = tf.constant(steps_per_call, tf.int64)
-        self.iterator = iter(self.trainer._train_source.index_stream(BATCH, seed=0))
+        self.iterator = iter(self.trainer._train_source.batches(BATCH, seed=0))
 
     def warm(self):
         return self.sample()

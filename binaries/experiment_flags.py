@@ -4,18 +4,23 @@ from absl import flags
 
 from binaries import cli
 
+from tf_lottery import data
 from tf_lottery import experiment
-from tf_lottery.config import ConfigError, ExperimentConfig
+from tf_lottery.config import MODELS, ConfigError, ExperimentConfig
 
 _DEFAULTS = ExperimentConfig()
 
 # Data and model.
-flags.DEFINE_string("model", _DEFAULTS.model, "Model builder: lenet.")
+flags.DEFINE_string("model", _DEFAULTS.model, f"Model: {', '.join(MODELS)}.")
 flags.DEFINE_list("hidden", [str(w) for w in _DEFAULTS.hidden], "LeNet hidden widths, e.g. 300,100.")
-flags.DEFINE_string("dataset", _DEFAULTS.dataset, "mnist, fashion_mnist or mnist_small (bundled).")
-flags.DEFINE_string("data_dir", None, "Folder with the original IDX files, or a prepared TFDS data dir.")
+flags.DEFINE_string("dataset", _DEFAULTS.dataset,
+                    f"{', '.join(data.DATASETS)} (mnist_small is bundled with the package).")
+flags.DEFINE_string("data_dir", None, "Folder with the original MNIST IDX files or CIFAR archives, or "
+                    "a prepared TFDS data dir (required for imagenet2012).")
 flags.DEFINE_integer("validation_size", _DEFAULTS.validation_size,
                      "Training examples held out for validation (early stopping).")
+flags.DEFINE_integer("image_size", _DEFAULTS.image_size,
+                     "imagenet2012 only: side of the square training and evaluation crops.")
 # Pruning and reset.
 flags.DEFINE_integer("rounds", _DEFAULTS.rounds, "Pruning rounds after the dense round 0.")
 flags.DEFINE_float("prune_fraction", _DEFAULTS.prune_fraction,

@@ -39,7 +39,7 @@ def exported(experiment_dir, tmp_path_factory):
 
 def _inputs(experiment_dir, n=None):
     prepared = experiment.load_experiment(experiment_dir)
-    x, y = export._inputs(prepared.splits)
+    x, y = prepared.splits.test_arrays()
     return prepared, x[:n], y[:n]
 
 

@@ -90,24 +90,24 @@ def _indices(stream, n):
     return np.concatenate(list(stream.take(n).as_numpy_iterator())), None
 
 
-def test_index_stream_resumes_and_covers_each_epoch():
+def test_batches_resumes_and_covers_each_epoch():
     source = input_pipeline.ArraySource(np.zeros((50, 2, 2, 1), np.uint8), np.arange(50))
-    full, _ = _indices(source.index_stream(7, seed=3), 20)
-    tail, _ = _indices(source.index_stream(7, seed=3, start_step=9), 11)
+    full, _ = _indices(source.batches(7, seed=3), 20)
+    tail, _ = _indices(source.batches(7, seed=3, start_step=9), 11)
     np.testing.assert_array_equal(full[9 * 7:], tail)
     np.testing.assert_array_equal(np.sort(full[:50]), np.arange(50))
     np.testing.assert_array_equal(np.sort(full[50:100]), np.arange(50))
     assert not np.array_equal(full[:50], full[50:100])
-    other, _ = _indices(source.index_stream(7, seed=4), 7)
+    other, _ = _indices(source.batches(7, seed=4), 7)
     assert not np.array_equal(other, full[:49])
 
 
 def test_augmentation_crops_and_flips_per_image_and_per_step():
     image = np.arange(8 * 8, dtype=np.uint8).reshape(1, 8, 8, 1).repeat(64, axis=0)
     source = input_pipeline.ArraySource(image, np.zeros(64, np.int64), augment=True, seed=1)
-    a, _ = source.gather(np.arange(64), 5)
-    b, _ = source.gather(np.arange(64), 5)
-    c, _ = source.gather(np.arange(64), 6)
+    a, _ = source.prepare(np.arange(64), 5)
+    b, _ = source.prepare(np.arange(64), 5)
+    c, _ = source.prepare(np.arange(64), 6)
     a, b, c = a.numpy(), b.numpy(), c.numpy()
     np.testing.assert_array_equal(a, b)                   # same step, same draw
     assert not np.array_equal(a, c)                       # another step, another draw

@@ -28,6 +28,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 # Fields that change where results go or how fast they come, never what they are.
+# Fields added after the first experiments: they enter result_fields (and the folder
+# hash) only when set away from their default, so existing folders keep their names.
+LATER_FIELDS = ("image_size",)
 NOT_RESULT_FIELDS = ("root_dir", "experiment_dir", "data_dir", "eval_batch_size",
                      "steps_per_call", "checkpoint_every", "deterministic", "jit_compile", "on_nan",
                      "controls", "replicates", "strategy", "tpu")
@@ -135,6 +138,7 @@ class ExperimentConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     validation_size: int = 5000
+    image_size: int = 224
     rounds: int = 12
     prune_fraction: float = 0.2
     output_prune_fraction: float | None = None
@@ -216,6 +220,8 @@ class ExperimentConfig:
         check(bool(self.hidden) and all(isinstance(w, int) and w > 0 for w in self.hidden),
               "hidden", "must be positive layer widths")
         check(self.validation_size >= 0, "validation_size", "must be >= 0")
+        check(self.image_size == 224 or (self.dataset == data.IMAGENET and self.image_size >= 32),
+              "image_size", f"must be >= 32 and only applies to {data.IMAGENET}")
         check(self.rounds >= 0, "rounds", "must be >= 0")
         check(0 < self.prune_fraction < 1, "prune_fraction", "must be in (0, 1)")
         check(self.output_prune_fraction is None or 0 <= self.output_prune_fraction < 1,
@@ -322,7 +328,9 @@ class ExperimentConfig:
 
     def result_fields(self):
         """The fields that change results (the ones the hash and the resume check use)."""
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_RESULT_FIELDS}
+        defaults = ExperimentConfig.__dataclass_fields__
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_RESULT_FIELDS
+                and not (k in LATER_FIELDS and v == defaults[k].default)}
 
     def config_hash(self):
         """A short stable hash of result_fields()."""

@@ -1,21 +1,22 @@
-"""Loading MNIST-style and CIFAR datasets into memory as uint8 arrays with a seeded validation split.
-
-ImageNet does not fit in memory: `imagenet_datasets` streams it from a prepared TFDS folder.
+"""Datasets: MNIST-style and CIFAR in memory as uint8 arrays with a seeded validation split;
+ImageNet streamed from a prepared TFDS folder (StreamedSplits).
 """
 
 import dataclasses
 import gzip
+import json
 import pathlib
 import pickle
 import struct
 
 import numpy as np
 
-DATASETS = ("mnist", "fashion_mnist", "mnist_small", "cifar10", "cifar100")
+IMAGENET = "imagenet2012"
+DATASETS = ("mnist", "fashion_mnist", "mnist_small", "cifar10", "cifar100", IMAGENET)
 # (image shape, number of classes) of each dataset, known without loading it.
 SHAPES = {"mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10),
           "mnist_small": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-          "cifar100": ((32, 32, 3), 100)}
+          "cifar100": ((32, 32, 3), 100), IMAGENET: ((224, 224, 3), 1000)}
 
 _NUM_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -51,6 +52,20 @@ class Splits:
     def input_shape(self) -> tuple:
         """Shape of one image, (height, width, channels)."""
         return tuple(self.train_x.shape[1:])
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_y)
+
+    @property
+    def normalization(self) -> dict:
+        """How a uint8 image becomes the model's input."""
+        return {"formula": "(uint8 / 255 - mean) / std", "mean": self.mean, "std": self.std}
+
+    def test_arrays(self, limit=None):
+        """(float32 images normalised as in training, labels) of the first `limit` test examples."""
+        x = self.test_x[:limit].astype(np.float32) / np.float32(255.0)
+        return (x - np.float32(self.mean)) / np.float32(self.std), np.asarray(self.test_y[:limit])
 
 
 def read_idx(path) -> np.ndarray:
@@ -351,18 +366,21 @@ def _read_local(name, data_dir):
     return _load_tfds(name, data_dir)
 
 
-def load(name, data_dir=None, validation_size=5000, seed=0) -> Splits:
+def load(name, data_dir=None, validation_size=5000, seed=0, image_size=224):
     """Loads a dataset into memory and holds out a seeded validation split from the training set.
 
     mnist_small is read from the package; mnist and fashion_mnist from IDX files,
     cifar10 and cifar100 from the extracted python or binary archives (the
     archive folder or its parent), or any of them from a prepared TFDS folder in
     data_dir; through TFDS (which may download) if data_dir is None.
+    imagenet2012 is not loaded but streamed (StreamedSplits, at `image_size`).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer)):
         raise DataError(f"validation_size must be an integer, got {validation_size!r}")
+    if name == IMAGENET:
+        return load_imagenet(data_dir, validation_size, image_size)
 
     if name == "mnist_small":
         train_x, train_y, test_x, test_y = read_idx_dir(bundled_dir())
@@ -457,40 +475,144 @@ def imagenet_eval_image(image, image_size=224):
     return _normalize_imagenet(tf.ensure_shape(image, (image_size, image_size, 3)))
 
 
-def imagenet_datasets(data_dir, batch_size, seed, image_size=224, shuffle_buffer=1000):
-    """(train, validation) tf.data.Datasets of ImageNet from a prepared TFDS folder; never downloads.
+def _read_imagenet(data_dir, split, **kwargs):
+    """One split of the prepared TFDS imagenet2012 in data_dir as (encoded image, label); never downloads."""
+    import tensorflow_datasets as tfds
 
-    Training batches are endless, shuffled (files, then a buffer of decoded
-    images, kept small since each takes about 0.5 MB) and augmented in an order
-    fixed by `seed` (imagenet_train_image); validation is one pass in file
-    order (imagenet_eval_image). Images are normalised float32, labels int64.
+    try:
+        return tfds.load(IMAGENET, split=split, data_dir=str(data_dir), download=False,
+                         as_supervised=True, decoders={"image": tfds.decode.SkipDecoding()}, **kwargs)
+    except AssertionError as error:
+        # TFDS raises AssertionError when download=False and the data is not prepared.
+        raise DataError(f"dataset '{IMAGENET}': {data_dir} holds no prepared TFDS data "
+                        f"({error})") from error
+
+
+def _decode(encoded):
+    import tensorflow as tf
+
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def imagenet_train(data_dir, batch_size, seed, split="train", image_size=224, shuffle_buffer=1000):
+    """Endless, shuffled, augmented training batches of ImageNet (normalised float32, int64 labels).
+
+    Files and then a buffer of still-encoded images are shuffled in an order
+    fixed by `seed`, and each example gets its own stateless augmentation seed
+    drawn from a stream fixed by `seed` (imagenet_train_image).
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    def read(split, **kwargs):
-        try:
-            return tfds.load("imagenet2012", split=split, data_dir=str(data_dir), download=False,
-                             as_supervised=True, **kwargs)
-        except AssertionError as error:
-            # TFDS raises AssertionError when download=False and the data is not prepared.
-            raise DataError(f"dataset 'imagenet2012': {data_dir} holds no prepared TFDS data "
-                            f"({error})") from error
-
-    train = read("train", shuffle_files=True, read_config=tfds.ReadConfig(shuffle_seed=seed))
-    validation = read("validation")
-    # One stateless seed pair per example, drawn from a stream fixed by `seed`.
+    train = _read_imagenet(data_dir, split, shuffle_files=True,
+                           read_config=tfds.ReadConfig(shuffle_seed=seed))
     example_seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    train = (tf.data.Dataset.zip((train.shuffle(shuffle_buffer, seed=seed).repeat(), example_seeds))
-             .map(lambda example, pair: (imagenet_train_image(example[0], pair, image_size),
-                                         tf.cast(example[1], tf.int64)),
-                  num_parallel_calls=tf.data.AUTOTUNE)
-             .batch(batch_size, drop_remainder=True)
-             .prefetch(tf.data.AUTOTUNE))
-    validation = (validation
-                  .map(lambda image, label: (imagenet_eval_image(image, image_size),
-                                             tf.cast(label, tf.int64)),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-                  .batch(batch_size)
-                  .prefetch(tf.data.AUTOTUNE))
-    return train, validation
+    return (tf.data.Dataset.zip((train.shuffle(shuffle_buffer, seed=seed).repeat(), example_seeds))
+            .map(lambda example, pair: (imagenet_train_image(_decode(example[0]), pair, image_size),
+                                        tf.cast(example[1], tf.int64)),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def imagenet_eval(data_dir, batch_size, split="validation", image_size=224):
+    """One pass over an ImageNet split in file order, centre-cropped (imagenet_eval_image)."""
+    import tensorflow as tf
+
+    return (_read_imagenet(data_dir, split)
+            .map(lambda encoded, label: (imagenet_eval_image(_decode(encoded), image_size),
+                                         tf.cast(label, tf.int64)),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def imagenet_datasets(data_dir, batch_size, seed, image_size=224, shuffle_buffer=1000):
+    """(train, validation) tf.data.Datasets of ImageNet from a prepared TFDS folder; never downloads."""
+    return (imagenet_train(data_dir, batch_size, seed, image_size=image_size,
+                           shuffle_buffer=shuffle_buffer),
+            imagenet_eval(data_dir, batch_size, image_size=image_size))
+
+
+def imagenet_split_sizes(data_dir) -> dict:
+    """{split name: number of examples} from the prepared folder's dataset_info.json (no TensorFlow)."""
+    root = pathlib.Path(data_dir) / IMAGENET
+    infos = sorted(root.glob("*/dataset_info.json")) if root.is_dir() else []
+    if not infos:
+        raise DataError(f"dataset '{IMAGENET}': {data_dir} holds no prepared TFDS data (no "
+                        f"{IMAGENET}/<version>/dataset_info.json; prepare it with `tfds build "
+                        f"{IMAGENET} --manual_dir=...`)")
+    path = max(infos, key=lambda p: tuple(int(x) if x.isdigit() else 0 for x in p.parent.name.split(".")))
+    try:
+        splits = json.loads(path.read_text())["splits"]
+        return {split["name"]: sum(int(n) for n in split["shardLengths"]) for split in splits}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a TFDS dataset_info.json ({error})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedSplits:
+    """ImageNet read from a prepared TFDS folder batch by batch instead of held in memory.
+
+    The validation split is the first `validation_size` examples of TFDS's
+    training split (which TFDS stores shuffled), held out from training; the
+    test split is ImageNet's official validation set, on which papers report
+    ImageNet accuracy.
+    """
+
+    name: str
+    data_dir: pathlib.Path
+    train_size: int
+    validation_size: int
+    test_size: int
+    num_classes: int
+    image_size: int = 224
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.image_size, self.image_size, 3)
+
+    @property
+    def normalization(self) -> dict:
+        return {"formula": "(uint8 / 255 - mean) / std per channel, after resize and centre crop",
+                "mean": list(self.mean), "std": list(self.std)}
+
+    def train_batches(self, batch_size, seed):
+        """Endless augmented training batches in an order fixed by `seed`."""
+        return imagenet_train(self.data_dir, batch_size, seed, split=f"train[{self.validation_size}:]",
+                              image_size=self.image_size)
+
+    def eval_batches(self, split, batch_size):
+        """One pass over 'validation' (the hold-out; None if empty) or 'test'."""
+        if split == "validation":
+            if not self.validation_size:
+                return None
+            return imagenet_eval(self.data_dir, batch_size, split=f"train[:{self.validation_size}]",
+                                 image_size=self.image_size)
+        return imagenet_eval(self.data_dir, batch_size, image_size=self.image_size)
+
+    def test_arrays(self, limit=None):
+        """(float32 images, labels) of the first `limit` test examples (default 1,000), as numpy."""
+        limit = limit or 1000
+        batches = list(self.eval_batches("test", limit).take(1).as_numpy_iterator())
+        return batches[0][0], batches[0][1]
+
+
+def load_imagenet(data_dir, validation_size, image_size=224) -> StreamedSplits:
+    """Checks the prepared TFDS folder and describes the streamed splits; reads no images."""
+    if data_dir is None:
+        raise DataError(f"dataset '{IMAGENET}' needs --data_dir with a prepared TFDS folder "
+                        f"(ImageNet cannot be downloaded automatically)")
+    data_dir = pathlib.Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data_dir for dataset '{IMAGENET}' is not a folder")
+    sizes = imagenet_split_sizes(data_dir)
+    train_count = sizes.get("train", 0)
+    if not 0 <= validation_size < train_count:
+        raise DataError(f"validation_size={validation_size} is out of range: dataset '{IMAGENET}' "
+                        f"has {train_count} training examples")
+    return StreamedSplits(name=IMAGENET, data_dir=data_dir, train_size=train_count - validation_size,
+                          validation_size=validation_size, test_size=sizes.get("validation", 0),
+                          num_classes=SHAPES[IMAGENET][1], image_size=image_size)

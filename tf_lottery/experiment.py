@@ -71,8 +71,9 @@ def prepare(config, kind="imp"):
     """
     initial_mask = read_mask_file(config.initial_mask) if config.initial_mask else None
     splits = data.load(config.dataset, data_dir=config.data_dir,
-                       validation_size=config.validation_size, seed=config.seed)
-    config = config.in_iterations(len(splits.train_y))
+                       validation_size=config.validation_size, seed=config.seed,
+                       image_size=config.image_size)
+    config = config.in_iterations(splits.train_size)
     directory = check_directory(config, kind)
     return Prepared(config, kind, directory, splits, initial_mask)
 
@@ -224,6 +225,8 @@ def describe_model(config):
     from tf_lottery import model_ops
     from tf_lottery import models
     input_shape, num_classes = data.SHAPES[config.dataset]
+    if config.dataset == data.IMAGENET:
+        input_shape = (config.image_size, config.image_size, 3)
     model = models.build(config.model, input_shape=input_shape, num_classes=num_classes,
                          seed=config.seed, **_model_options(config))
     wrapped = model_ops.wrap(model, exclude=config.exclude)

@@ -172,13 +172,6 @@ def _restore(job):
     return model, masks
 
 
-def _inputs(splits):
-    """The test split as the model sees it in training: (uint8 / 255 - mean) / std, float32."""
-    x = splits.test_x.astype(np.float32) / np.float32(255.0)
-    x = (x - np.float32(splits.mean)) / np.float32(splits.std)
-    return x, np.asarray(splits.test_y)
-
-
 def _batched(function, x):
     return np.concatenate([np.asarray(function(x[i:i + _BATCH]), dtype=np.float32)
                            for i in range(0, len(x), _BATCH)])
@@ -445,7 +438,7 @@ def run(job):
     from tf_lottery import model_ops
     wrapped, masks = _restore(job)
     splits = job.prepared.splits
-    x, labels = _inputs(splits)
+    x, labels = splits.test_arrays()
     reference = _keras_outputs(wrapped, x)
     model = model_ops.strip(wrapped)
     report = {
@@ -455,7 +448,8 @@ def run(job):
         "final_test_accuracy": job.record["final_test_accuracy"],
         "model": job.prepared.config.model, "dataset": job.prepared.config.dataset,
         "input": {"shape": [None, *splits.input_shape], "dtype": "float32",
-                  "normalization": "(uint8 / 255 - mean) / std", "mean": splits.mean, "std": splits.std},
+                  "normalization": splits.normalization["formula"],
+                  "mean": splits.normalization["mean"], "std": splits.normalization["std"]},
         "test_examples": int(len(labels)),
         "reference_test_accuracy": float(np.mean(reference.argmax(-1) == labels)),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},

@@ -1,6 +1,45 @@
-"""Input for the trainer: in-memory splits, a seeded resumable order, and eval batches."""
+"""Input for the trainer: in-memory splits with a seeded resumable order, streamed splits, eval batches."""
 
 import tensorflow as tf
+
+from tf_lottery import data
+
+
+def sources(splits, config):
+    """(training source, validation batches, test batches) for data.Splits or data.StreamedSplits."""
+    if isinstance(splits, data.StreamedSplits):
+        return (StreamSource(splits.train_batches),
+                splits.eval_batches("validation", config.eval_batch_size),
+                splits.eval_batches("test", config.eval_batch_size))
+    train = ArraySource(splits.train_x, splits.train_y, splits.mean, splits.std,
+                        augment=config.augment, seed=config.data_seed)
+    val = ArraySource(splits.val_x, splits.val_y, splits.mean, splits.std)
+    test = ArraySource(splits.test_x, splits.test_y, splits.mean, splits.std)
+    return (train, val.eval_batches(config.eval_batch_size) or None,
+            test.eval_batches(config.eval_batch_size))
+
+
+class StreamSource:
+    """Training batches from a tf.data pipeline too large to hold (ImageNet), prepared outside the step.
+
+    A stream cannot jump to a batch, so it is not `seekable`: the trainer
+    checkpoints the iterator's position with the model instead.
+    """
+
+    seekable = False
+
+    def __init__(self, make_batches):
+        self._make_batches = make_batches
+
+    def batches(self, batch_size, seed, start_step=0):
+        """The stream's batches (in an order fixed by `seed`); `start_step` must be 0."""
+        if start_step:
+            raise ValueError("a streamed source resumes from its checkpointed iterator, not a step")
+        return self._make_batches(batch_size, seed)
+
+    def prepare(self, batch, step=None):
+        """The batch as the model takes it: already (images, labels)."""
+        return batch
 
 
 class ArraySource:
@@ -10,6 +49,8 @@ class ArraySource:
     compiled training step avoids a per-batch tf.data map, which costs more
     than the step itself for small networks.
     """
+
+    seekable = True
 
     def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0):
         self.size = int(images.shape[0])
@@ -24,7 +65,7 @@ class ArraySource:
         """uint8 images to float32, scaled to [0, 1] then standardised."""
         return (tf.cast(images, tf.float32) / 255.0 - self.mean) / self.std
 
-    def gather(self, indices, step=None):
+    def prepare(self, indices, step=None):
         """(normalised images, labels) of the examples at `indices`, augmented for batch `step` if on."""
         images = self.normalize(tf.gather(self.images, indices))
         if self.augment:
@@ -32,7 +73,7 @@ class ArraySource:
                                                      tf.cast(step, tf.int64)]))
         return images, tf.gather(self.labels, indices)
 
-    def index_stream(self, batch_size, seed, start_step=0):
+    def batches(self, batch_size, seed, start_step=0):
         """Endless batches of example indices in an order that depends only on (seed, step).
 
         Epoch e visits the examples in the permutation drawn from seed (seed, e);

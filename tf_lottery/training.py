@@ -124,16 +124,10 @@ class Trainer:
         self._train_step_fn = tf.function(self._train_step, jit_compile=self._jit)
         self._train_chunk = tf.function(self._train_chunk_py)
         self._eval_batch = tf.function(self._eval_batch_py)
-        self._train_source = input_pipeline.ArraySource(
-            splits.train_x, splits.train_y, splits.mean, splits.std, augment=config.augment,
-            seed=config.data_seed)
+        self._train_source, self._val, self._test = input_pipeline.sources(splits, config)
         masks = {id(w): m for wrapper in model_ops.wrappers(model) for _, w, m in wrapper.masked_weights}
         # Weight decay acts on the effective weights, so pruned positions still get no gradient.
         self._decayed = [(v, masks.get(id(v))) for v in model.trainable_variables]
-        self._val = input_pipeline.ArraySource(
-            splits.val_x, splits.val_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
-        self._test = input_pipeline.ArraySource(
-            splits.test_x, splits.test_y, splits.mean, splits.std).eval_batches(config.eval_batch_size)
 
     def fall_back_from_xla(self, error):
         """Recompiles the step without XLA after XLA failed to compile it; False if it was not XLA."""
@@ -147,12 +141,12 @@ class Trainer:
         self._train_chunk = tf.function(self._train_chunk_py)
         return True
 
-    def _train_step(self, indices, step):
+    def _train_step(self, batch, step):
         """One replica's step; its loss is its share of the global-batch mean, so gradients sum."""
         replicas = self.strategy.num_replicas_in_sync
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed_step = step * replicas + tf.cast(replica, tf.int64)
-        images, labels = self._train_source.gather(indices, seed_step)
+        images, labels = self._train_source.prepare(batch, seed_step)
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(images, training=True), tf.float32)
             loss = self._loss(labels, logits) / self.config.batch_size
@@ -185,7 +179,7 @@ class Trainer:
         return loss, correct
 
     def _evaluate_split(self, batches):
-        if not batches:
+        if batches is None:
             return None, None
         loss = correct = count = 0.0
         for images, labels in batches:
@@ -229,9 +223,14 @@ class _Run:
             raise ValueError(f"hook iterations {bad} are outside [0, {self.config.train_steps}]")
         self.directory = pathlib.Path(directory) if directory else None
         self.manager = None
+        # A stream cannot seek to a step, so its iterator position goes into the checkpoint.
+        self.stream = None
+        if not trainer._train_source.seekable:
+            self.stream = self._batches(0)
         if self.directory:
+            data_position = {"data": self.stream} if self.stream is not None else {}
             checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
-                                             iteration=trainer.iteration)
+                                             iteration=trainer.iteration, **data_position)
             self.manager = tf.train.CheckpointManager(
                 checkpoint, str(self.directory / "ckpt"), max_to_keep=2)
 
@@ -281,7 +280,9 @@ class _Run:
 
     def _batches(self, step):
         """An iterator over the training batches from iteration `step` on, split over replicas."""
-        stream = self.trainer._train_source.index_stream(
+        if self.stream is not None:
+            return self.stream
+        stream = self.trainer._train_source.batches(
             self.config.batch_size, self.config.data_seed, start_step=step)
         if self.trainer.strategy.num_replicas_in_sync > 1:
             stream = self.trainer.strategy.experimental_distribute_dataset(stream)
@@ -317,7 +318,8 @@ class _Run:
                 try:
                     chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
                 except tf.errors.UnimplementedError as error:
-                    # Raised before any step ran; only the iterator moved, so restart it.
+                    # Raised before any step ran; only the iterator moved, so restart it
+                    # (a stream, which cannot restart, skips one batch).
                     if not trainer.fall_back_from_xla(error):
                         raise
                     iterator = self._batches(step)
