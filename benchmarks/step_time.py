@@ -8,7 +8,7 @@ Run by hand, not a test (about 40 minutes on 2 cores with the defaults; Conv-2 d
 Per network, at batch 60, three ways of training the same architecture:
 
   a  tf_lottery: the model wrapped, masks at 80% sparsity from tf_lottery.prune, trained by
-     tf_lottery.Trainer (jit_compile=True). Steady-state time: the timed samples call
+     tf_lottery.Trainer (its default: XLA, except for convolutional networks on CPU). Steady-state time: the timed samples call
      `trainer._train_chunk(iterator, n)` over the trainer's own index stream, exactly as
      Trainer.train does between evaluations (steps_per_call only sets n), so compilation
      and evaluation are excluded. One variant per --steps_per_call value.
@@ -26,7 +26,8 @@ medians are reported, the best variant of each method is compared, and the ratio
 per step. The issue's targets: a <= 1.05x b and a <= 0.5x c on both networks.
 
 --diagnostics adds variants that split a's time: the Trainer on the unwrapped model (no masks),
-the Trainer with jit_compile=False, and Keras fit of the wrapped model.
+the masked Trainer with XLA forced the other way (on for Conv-2, off for LeNet), and Keras fit of
+the wrapped model.
 
 Separately, the peak resident memory of a short LeNet IMP run (tf_lottery.imp.run_rounds,
 --imp_memory_rounds rounds of --imp_memory_steps steps on full MNIST) is measured in a child
@@ -173,7 +174,7 @@ def _masked(network):
 class TrainerVariant:
     """tf_lottery.Trainer; a sample is steps/steps_per_call _train_chunk calls, as in Trainer.train."""
 
-    def __init__(self, model, splits, steps, steps_per_call, jit_compile=True):
+    def __init__(self, model, splits, steps, steps_per_call, jit_compile=None):
         import tensorflow as tf
         import tf_lottery as tfl
         if steps % steps_per_call:
@@ -290,8 +291,9 @@ def _variants(network, splits, steps):
         spc = max(map(int, FLAGS.steps_per_call))
         variants[f"diag: Trainer unmasked spc={spc}"] = (
             "d", TrainerVariant(_build_keras(network), splits, steps, spc))
-        variants[f"diag: Trainer masked no-jit spc={spc}"] = (
-            "d", TrainerVariant(_masked(network), splits, steps, spc, jit_compile=False))
+        flipped = not variants[f"tf_lottery spc={spc}"][1].trainer._jit
+        variants[f"diag: Trainer masked jit={'T' if flipped else 'F'} spc={spc}"] = (
+            "d", TrainerVariant(_masked(network), splits, steps, spc, jit_compile=flipped))
         for jit in map(_flag_bool, FLAGS.keras_jit):
             spe = max(map(int, FLAGS.steps_per_execution))
             variants[f"diag: keras fit masked jit={'T' if jit else 'F'} spe={spe}"] = (

@@ -78,7 +78,9 @@ flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every,
                      "Checkpoint every this many iterations.")
 flags.DEFINE_integer("steps_per_call", _DEFAULTS.steps_per_call,
                      "Training steps run inside one tf.function call.")
-flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile the training step with XLA.")
+flags.DEFINE_bool("jit_compile", None,
+                  "Compile the training step with XLA (default: yes, except convolutional networks "
+                  "on CPU, where TensorFlow's oneDNN kernels are faster; see benchmarks/README.md).")
 flags.DEFINE_string("precision", _DEFAULTS.precision,
                     "float32, mixed_float16 (with loss scaling) or mixed_bfloat16.")
 flags.DEFINE_string("strategy", _DEFAULTS.strategy,

@@ -53,10 +53,16 @@ def test_plots_command_writes_figures_report_and_tensorboard(experiment_dir):
     assert re.search(r"^\| 0 \| 100\.00 \| \d+ \| 0\.\d{4} \| 0\.\d{4} \|", text, re.M)
     assert re.search(r"^\| 2 \| 64\.11 \|", text, re.M)
     assert "## Control: random_reinit" in text and "## Weights remaining per layer" in text
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    imp, reinit = summary["rounds"][2], summary["controls"]["random_reinit"][-1]
+    assert "## IMP against the random_reinit control" in text
+    assert (f"| 2 | 64.11 | {imp['early_stop_iteration']} | {imp['early_stop_test_accuracy']:.4f} | "
+            f"{imp['final_test_accuracy']:.4f} | {reinit['early_stop_iteration']} | "
+            f"{reinit['early_stop_test_accuracy']:.4f} | {reinit['final_test_accuracy']:.4f} |") in text
+    assert re.search(r"^\| 0 \| 100\.00 \| \d+ \| 0\.\d{4} \| 0\.\d{4} \|  \|  \|  \|$", text, re.M)
     links = re.findall(r"\]\(([^)]+\.(?:png|svg))\)", text)
     assert sorted(links) == sorted(f"plots/{n}.{ext}" for n in FIGURES for ext in ("png", "svg"))
     assert all((experiment_dir / link).is_file() for link in links)
-    summary = json.loads((experiment_dir / "summary.json").read_text())
     rounds = tensorboard.read_scalars(experiment_dir / "tb" / "rounds")
     assert set(rounds) == {"rounds/early_stop_test_accuracy", "rounds/final_test_accuracy",
                            "rounds/early_stop_iteration", "rounds/remaining_percent"}
@@ -109,6 +115,9 @@ def test_replicates_are_averaged_with_a_band(experiment_dir, tmp_path):
     text = path.read_text()
     assert "## IMP rounds across runs" in text and "## Control across runs: random_reinit" in text
     assert "(`seed_1`)" in text and "](plots/test_accuracy_curves.png)" in text
+    reinit = runs[0].records("random_reinit")[2]["early_stop_test_accuracy"]
+    assert f"| {reinit + 0.01:.4f} ({reinit:.4f}-{reinit + 0.02:.4f}) |" in report.paired_table(
+        runs, "random_reinit").splitlines()[-1]
     assert (parent / "seed_1" / "tb" / "rounds").is_dir()
     shutil.rmtree(parent / "seed_0" / "tb")
     tensorboard.log_round(parent / "seed_0", 2, control="random_reinit")

@@ -208,3 +208,26 @@ def test_repeated_kills_between_progress_and_checkpoint_still_resume(splits, tmp
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_array_equal(a, b)
     assert result.curve == expected.curve
+
+
+def _conv_model():
+    return tfl.models.build("conv2", input_shape=(8, 8, 1), num_classes=4, seed=0)
+
+
+def test_xla_by_default_except_convolutional_networks_on_cpu():
+    strategy = tf.distribute.get_strategy()
+    assert training.use_xla(None, tiny_model(), strategy)
+    assert not training.use_xla(None, tfl.wrap(_conv_model()), strategy)
+    assert training.use_xla(True, _conv_model(), strategy)
+    assert not training.use_xla(False, tiny_model(), strategy)
+
+
+def test_a_step_xla_cannot_compile_deterministically_falls_back_and_trains(splits, caplog):
+    training.configure_runtime(0, deterministic=True)  # max-pool gradients: no deterministic XLA kernel
+    model = tfl.wrap(_conv_model())
+    trainer = tfl.Trainer(model, splits, tiny_training(jit_compile=True, train_steps=10, eval_every=10))
+    with caplog.at_level("WARNING"):
+        result = trainer.train()
+    assert "XLA cannot compile this training step" in caplog.text and not trainer._jit
+    assert [r["iteration"] for r in result.curve] == [0, 10]
+    assert np.isfinite(result.curve[-1]["test_loss"])

@@ -54,7 +54,7 @@ class TrainingConfig:
     eval_batch_size: int = 5000
     checkpoint_every: int = 1000
     steps_per_call: int = 100
-    jit_compile: bool = True
+    jit_compile: bool | None = None  # None: XLA unless a convolutional network on CPU
     data_seed: int = 0
 
 
@@ -174,7 +174,7 @@ class ExperimentConfig:
     eval_batch_size: int = 5000
     checkpoint_every: int = 1000
     steps_per_call: int = 100
-    jit_compile: bool = True
+    jit_compile: bool | None = None  # None: XLA unless a convolutional network on CPU
     precision: str = "float32"
     strategy: str = "default"
     tpu: str | None = None

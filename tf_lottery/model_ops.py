@@ -22,6 +22,11 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+def inner_layers(model):
+    """Every layer of `model`, nested models included, wrapped layers as the layer they wrap."""
+    return [layer.layer if isinstance(layer, LotteryWrapper) else layer for layer in _all_layers(model)]
+
+
 def wrappers(model):
     """Every LotteryWrapper in `model`, nested models included, in layer order."""
     return [layer for layer in _all_layers(model) if isinstance(layer, LotteryWrapper)]

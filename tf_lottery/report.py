@@ -36,6 +36,34 @@ def replicate_table(runs, control=None):
     return "\n".join(lines)
 
 
+def paired_table(runs, control):
+    """IMP's rounds beside a control's on the same masks: early-stop iteration, test accuracy at
+    early stop and at the end; mean (min-max) over the runs when there are several."""
+    fields = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy")
+
+    def cells(name):
+        rows = {field: {row[0]: row for row in plots_lib.aggregate(runs, field, name)} for field in fields}
+        return rows, set(rows[fields[0]])
+
+    def cell(row, field):
+        _, _, mean, low, high = row
+        if field == "early_stop_iteration":
+            return f"{mean:.0f}" if low == high else f"{mean:.0f} ({low:.0f}-{high:.0f})"
+        return f"{mean:.4f}" if low == high else f"{mean:.4f} ({low:.4f}-{high:.4f})"
+
+    (imp, imp_rounds), (other, other_rounds) = cells(None), cells(control)
+    headers = ["early-stop it", "test acc @es", "final test acc"]
+    lines = ["| round | remaining % | " + " | ".join(f"IMP {h}" for h in headers) + " | "
+             + " | ".join(f"{control} {h}" for h in headers) + " |", "|" + "---:|" * 8]
+    for r in sorted(imp_rounds | other_rounds):
+        remaining = (imp if r in imp_rounds else other)[fields[0]][r][1]
+        row = [f"{r}", f"{remaining:.2f}"]
+        for rows, present in ((imp, imp_rounds), (other, other_rounds)):
+            row += [cell(rows[f][r], f) if r in present else "" for f in fields]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def layer_table(records):
     """Remaining % of each pruned tensor per round."""
     keys = list(records[0].get("layers", {}))
@@ -104,6 +132,8 @@ def write_report(directories, plots):
                   "## IMP rounds across runs", "", replicate_table(runs), ""]
         for name in controls:
             lines += [f"## Control across runs: {name}", "", replicate_table(runs, name), ""]
+    for name in controls:
+        lines += [f"## IMP against the {name} control", "", paired_table(runs, name), ""]
     for run in runs:
         suffix = f" (`{_link(run.directory, base)}`)" if len(runs) > 1 else ""
         lines += [f"## IMP rounds{suffix}", "", markdown_table(run.summary["rounds"]), ""]

@@ -92,6 +92,27 @@ def make_optimizer(config):
     raise ValueError(f"unknown optimizer '{config.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
 
 
+def use_xla(requested, model, strategy):
+    """Whether the training step is XLA-compiled: as `requested`, or (None) by where it pays off.
+
+    On CPU, XLA's convolutions are slower than the oneDNN kernels TensorFlow
+    uses without it (benchmarks/step_time.py: Conv-2 262 ms per step with XLA,
+    193 ms without), while XLA halves the time of an MLP step; so by default
+    convolutional networks on CPU train without XLA.
+    """
+    on_cpu = not tf.config.list_logical_devices("GPU") and not isinstance(
+        strategy, tf.distribute.TPUStrategy)
+    # XLA cannot place a replica's step when replicas are logical devices of one CPU.
+    if on_cpu and strategy.num_replicas_in_sync > 1:
+        return False
+    if requested is not None:
+        return requested
+    convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+                    keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+    convolutional = any(isinstance(layer, convolutions) for layer in model_ops.inner_layers(model))
+    return not (on_cpu and convolutional)
+
+
 class Trainer:
     """Trains `model` on `splits`, one run of `config.train_steps` iterations per `train()` call.
 
@@ -117,10 +138,7 @@ class Trainer:
         self._fresh_optimizer = [v.numpy() for v in self.optimizer.variables]
         self._loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction="sum")
-        # XLA cannot place a replica's step when replicas are logical devices of one CPU.
-        cpu_replicas = replicas > 1 and all(
-            "CPU" in device.upper() for device in self.strategy.extended.worker_devices)
-        self._jit = config.jit_compile and not cpu_replicas
+        self._jit = use_xla(config.jit_compile, model, self.strategy)
         self._train_step_fn = tf.function(self._train_step, jit_compile=self._jit)
         self._train_chunk = tf.function(self._train_chunk_py)
         self._eval_batch = tf.function(self._eval_batch_py)
