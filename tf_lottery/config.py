@@ -27,10 +27,10 @@ CONTROLS = ("random_reinit", "random_prune", "one_shot")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
-# Fields that change where results go or how fast they come, never what they are.
 # Fields added after the first experiments: they enter result_fields (and the folder
 # hash) only when set away from their default, so existing folders keep their names.
 LATER_FIELDS = ("image_size",)
+# Fields that change where results go or how fast they come, never what they are.
 NOT_RESULT_FIELDS = ("root_dir", "experiment_dir", "data_dir", "eval_batch_size",
                      "steps_per_call", "checkpoint_every", "deterministic", "jit_compile", "on_nan",
                      "controls", "replicates", "strategy", "tpu")
