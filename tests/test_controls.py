@@ -72,6 +72,8 @@ def test_random_reinit_uses_the_mask_and_fresh_weights(finished):
         for k in main:
             np.testing.assert_array_equal(masks[k], main[k])
             assert not np.allclose(weights[k], finished["theta0"][k])
+    first, second = (finished["starts"][f"random_reinit round {r}"][0] for r in (1, 2))
+    assert all(not np.allclose(first[k], second[k]) for k in first)  # a fresh draw every round
 
 
 def test_random_prune_keeps_counts_and_starts_from_theta0(finished):

@@ -78,6 +78,7 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
     reset_point = imp.ResetPoint(model, experiment_dir)
     strategy = strategy or tf.distribute.get_strategy()
     trainer = training.Trainer(model, splits, training_config, strategy)
+    reinit_model = reinit_trainer = None
     all_records = {}
     for name in names:
         records = []
@@ -91,9 +92,15 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
             round_model, round_trainer = model, trainer
             if name == "random_reinit":
                 with strategy.scope():
-                    round_model = model_ops.wrap(
-                        build_model(_REINIT_SEED + 100 * pruning_config.seed + r))
-                round_trainer = training.Trainer(round_model, splits, training_config, strategy)
+                    fresh = build_model(_REINIT_SEED + 100 * pruning_config.seed + r)
+                    if reinit_model is None:
+                        reinit_model = model_ops.wrap(fresh)
+                        # One model and Trainer for all rounds: each round's draw is copied in,
+                        # so the compiled step and the in-memory data are not rebuilt per round.
+                        reinit_trainer = training.Trainer(reinit_model, splits, training_config, strategy)
+                    else:
+                        model_ops.copy_weights(fresh, reinit_model)
+                round_model, round_trainer = reinit_model, reinit_trainer
                 if not started:
                     model_ops.set_masks(round_model, mask)
             elif not started:

@@ -32,14 +32,15 @@ def wrappers(model):
     return [layer for layer in _all_layers(model) if isinstance(layer, LotteryWrapper)]
 
 
-def _copy_weights(source, target):
-    """Copies weights layer by layer (matched by name) into a clone of `source`."""
+def copy_weights(source, target):
+    """Copies weights layer by layer (matched by name) from `source` into `target`, a wrapped
+    clone of it, and makes them the snapshot; masks are untouched."""
     for new in target.layers:
         if not new.weights:
             continue
         old = source.get_layer(new.name)
         if isinstance(new, keras.Model):
-            _copy_weights(old, new)
+            copy_weights(old, new)
         elif isinstance(new, LotteryWrapper):
             new.layer.set_weights(old.get_weights())
             new.take_snapshot()
@@ -88,7 +89,7 @@ def wrap(model, exclude=(), prunable=None):
             "functional models, wrap the layers of a subclassed model with LotteryWrapper") from None
     if not wrappers(wrapped):
         raise ValueError(f"model '{model.name}' has no prunable layer (Dense, Conv, Embedding)")
-    _copy_weights(model, wrapped)
+    copy_weights(model, wrapped)
     return wrapped
 
 
