@@ -27,6 +27,8 @@ _STEMS = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# The bundled subset's files, named apart from the full dataset's.
+_SMALL_STEMS = ("train_images.idx3", "train_labels.idx1", "test_images.idx3", "test_labels.idx1")
 
 
 class DataError(ValueError):
@@ -138,16 +140,18 @@ def _read_pair(images_path, labels_path):
     return images[..., np.newaxis], labels.astype(np.int64)
 
 
-def read_idx_dir(data_dir) -> tuple:
-    """Loads the four original MNIST-format files from a folder as train_x, train_y, test_x, test_y.
+def read_idx_dir(data_dir, stems=_STEMS) -> tuple:
+    """Loads the four MNIST-format files from a folder as train_x, train_y, test_x, test_y.
 
-    Names may end in .gz or not (.gz wins if both exist); images get a trailing channel axis.
+    `stems` name the train images, train labels, test images and test labels
+    (by default the original file names). Names may end in .gz or not (.gz
+    wins if both exist); images get a trailing channel axis.
     """
     data_dir = pathlib.Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such folder")
     paths = []
-    for stem in _STEMS:
+    for stem in stems:
         path = _find_idx(data_dir, stem)
         if path is None:
             raise DataError(
@@ -383,7 +387,7 @@ def load(name, data_dir=None, validation_size=5000, seed=0, image_size=224):
         return load_imagenet(data_dir, validation_size, image_size)
 
     if name == "mnist_small":
-        train_x, train_y, test_x, test_y = read_idx_dir(bundled_dir())
+        train_x, train_y, test_x, test_y = read_idx_dir(bundled_dir(), _SMALL_STEMS)
     elif data_dir is None:
         train_x, train_y, test_x, test_y = _load_tfds(name, None)
     else:

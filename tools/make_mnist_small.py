@@ -19,6 +19,9 @@ import numpy as np
 SPLITS = ("train", "t10k")
 IMAGES = "{}-images-idx3-ubyte.gz"
 LABELS = "{}-labels-idx1-ubyte.gz"
+# The subset's own names (train/test, underscores), so it is never mistaken for the full files.
+OUT_IMAGES = {"train": "train_images.idx3.gz", "t10k": "test_images.idx3.gz"}
+OUT_LABELS = {"train": "train_labels.idx1.gz", "t10k": "test_labels.idx1.gz"}
 
 
 def read_idx(path):
@@ -68,8 +71,8 @@ def main(argv=None):
 
     args.out.mkdir(parents=True, exist_ok=True)
     for split, images, labels, total in subsets:
-        write_idx(args.out / IMAGES.format(split), images)
-        write_idx(args.out / LABELS.format(split), labels)
+        write_idx(args.out / OUT_IMAGES[split], images)
+        write_idx(args.out / OUT_LABELS[split], labels)
         counts = " ".join(str(c) for c in np.bincount(labels, minlength=10))
         print(f"{split}: kept {len(labels)} of {total}; class counts {counts}")
 
