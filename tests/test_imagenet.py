@@ -157,8 +157,9 @@ def _labels(dataset):
     return np.concatenate([y for _, y in dataset.as_numpy_iterator()]).tolist()
 
 
-def test_imagenet_datasets_from_a_prepared_folder(fake_imagenet):
-    train, validation = data.imagenet_datasets(fake_imagenet.data_dir, batch_size=4, seed=3, image_size=24)
+def test_imagenet_train_and_eval_from_a_prepared_folder(fake_imagenet):
+    train = data.imagenet_train(fake_imagenet.data_dir, batch_size=4, seed=3, image_size=24)
+    validation = data.imagenet_eval(fake_imagenet.data_dir, batch_size=4, image_size=24)
     assert [(kwargs["split"], kwargs["data_dir"], kwargs["as_supervised"])
             for _, kwargs in fake_imagenet.calls] == [
         ("train", str(fake_imagenet.data_dir), True), ("validation", str(fake_imagenet.data_dir), True)]
@@ -166,7 +167,7 @@ def test_imagenet_datasets_from_a_prepared_folder(fake_imagenet):
     batches = list(train.take(4).as_numpy_iterator())  # endless: more than the 10 images
     assert all(x.shape == (4, 24, 24, 3) and x.dtype == np.float32 for x, _ in batches)
     assert all(y.dtype == np.int64 and set(y) <= set(range(TRAIN)) for _, y in batches)
-    again = list(data.imagenet_datasets(fake_imagenet.data_dir, batch_size=4, seed=3, image_size=24)[0]
+    again = list(data.imagenet_train(fake_imagenet.data_dir, batch_size=4, seed=3, image_size=24)
                  .take(4).as_numpy_iterator())
     for (x, y), (x_again, y_again) in zip(batches, again):
         np.testing.assert_array_equal(x, x_again)
@@ -206,7 +207,7 @@ def test_load_reports_unusable_imagenet_folders(fake_imagenet, data_dir, validat
 
 def test_an_unprepared_folder_found_by_tfds_is_a_data_error(fake_imagenet, tmp_path):
     with pytest.raises(DataError, match="imagenet2012") as info:
-        data.imagenet_datasets(tmp_path / "unprepared", batch_size=4, seed=0)
+        data.imagenet_train(tmp_path / "unprepared", batch_size=4, seed=0)
     assert str(tmp_path / "unprepared") in str(info.value)
 
 

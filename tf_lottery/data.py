@@ -531,13 +531,6 @@ def imagenet_eval(data_dir, batch_size, split="validation", image_size=224):
             .prefetch(tf.data.AUTOTUNE))
 
 
-def imagenet_datasets(data_dir, batch_size, seed, image_size=224, shuffle_buffer=1000):
-    """(train, validation) tf.data.Datasets of ImageNet from a prepared TFDS folder; never downloads."""
-    return (imagenet_train(data_dir, batch_size, seed, image_size=image_size,
-                           shuffle_buffer=shuffle_buffer),
-            imagenet_eval(data_dir, batch_size, image_size=image_size))
-
-
 def imagenet_split_sizes(data_dir) -> dict:
     """{split name: number of examples} from the prepared folder's dataset_info.json (no TensorFlow)."""
     root = pathlib.Path(data_dir) / IMAGENET
