@@ -1,10 +1,15 @@
 """tf_lottery: lottery-ticket experiments for Keras 3 and TensorFlow."""
 
+import re
+
 from setuptools import find_packages, setup
+
+# The version is declared once, in tf_lottery/__init__.py.
+VERSION = re.search(r'^__version__ = "([^"]+)"', open("tf_lottery/__init__.py").read(), re.M).group(1)
 
 setup(
     name="tf_lottery",
-    version="0.1.0",
+    version=VERSION,
     description="Find and study lottery tickets (IMP with reset and rewind) in Keras 3 / TensorFlow.",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
@@ -21,6 +26,7 @@ setup(
         "matplotlib>=3.7,<4",
         "numpy>=1.26,<3",
         "importlib_resources>=6",  # TFDS needs it to download and prepare datasets
+        "etils[epy]>=1.5,<2",  # lazy module-level imports: settings are checked before TF loads
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],

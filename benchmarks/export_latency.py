@@ -55,7 +55,7 @@ def _networks(builder, input_shape, classes, options, structure):
     output = model_ops.output_key(wrapped)
     masks = model_ops.get_masks(wrapped)
     fractions = {k: SPARSITY for k in masks if k != output}
-    new = pruning.prune(model_ops.get_weights(wrapped), masks, fractions, structure=structure)
+    new = pruning.prune(model_ops.effective_weights(wrapped), masks, fractions, structure=structure)
     model_ops.set_masks(wrapped, {k: np.asarray(v) for k, v in new.items()})
     stripped = model_ops.strip(wrapped)
     return {"dense": dense, "stripped": stripped, "shrunk": shrink.shrink(stripped).model}

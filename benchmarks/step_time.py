@@ -162,7 +162,7 @@ def _masked(network):
     import tf_lottery as tfl
     wrapped = tfl.wrap(_build_keras(network))
     masks = tfl.get_masks(wrapped)
-    tfl.set_masks(wrapped, tfl.pruning.prune(tfl.get_weights(wrapped), masks,
+    tfl.set_masks(wrapped, tfl.pruning.prune(tfl.effective_weights(wrapped), masks,
                                              {k: SPARSITY for k in masks}))
     return wrapped
 

@@ -1,7 +1,7 @@
 """Analyses of IMP results folders; the first argument names the command.
 
   python -m binaries.analyze plots --experiment_dir=DIR [--experiment_dir=DIR2 ...]
-  python -m binaries.analyze lmc --experiment_dir=DIR --round=4 [--data_seed=1,2] [--points=30]
+  python -m binaries.analyze lmc --experiment_dir=DIR --round=4 [--data_seeds=1,2] [--points=30]
   python -m binaries.analyze rewind_search --experiment_dir=DIR --round=4 --candidates=0,100,500,1000
   python -m binaries.analyze overlap --mask_a=A/mask.npz --mask_b=B/mask.npz
   python -m binaries.analyze overlap --experiment_dir=DIR --experiment_dir=DIR2 --round=4
@@ -9,15 +9,26 @@
 plots writes figures (PNG and SVG) into DIR/plots/, DIR/report.md and the
 TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
 (means and min-max bands). lmc and rewind_search write JSON into DIR/analysis/.
+
+This binary parses and checks its flags (before TensorFlow is imported),
+chooses the masks to compare and formats the results as text; the work is
+in tf_lottery.analysis (arithmetic), tf_lottery.connectivity (training) and
+tf_lottery.report (figures and report).
 """
+
+import pathlib
 
 from absl import app
 from absl import flags
 
 from binaries import cli
 from tf_lottery import analysis
+from tf_lottery import connectivity
 from tf_lottery import experiment
 from tf_lottery import report
+from tf_lottery import results
+from tf_lottery.results import analyses
+from tf_lottery.settings import ConfigError
 
 flags.DEFINE_multi_string("experiment_dir", [], "A folder written by binaries.lottery; repeat the flag "
                           "for replicates (plots) or for two experiments (overlap).")
@@ -27,8 +38,9 @@ flags.DEFINE_list("rounds_to_plot", [], "Rounds whose training curves and first-
                   "(default: up to 4 spread over the run).")
 flags.DEFINE_integer("round", None, "The round whose mask is studied (lmc, rewind_search, overlap).")
 flags.DEFINE_integer("round_b", None, "overlap: the round of the second mask (default: --round).")
-flags.DEFINE_list("data_seed", ["1", "2"],
+flags.DEFINE_list("data_seeds", ["1", "2"],
                   "The data orders of the two trained copies (lmc, rewind_search).")
+flags.DEFINE_alias("data_seed", "data_seeds")  # the old spelling
 flags.DEFINE_integer("points", 30,
                      "Points evaluated on the line between the two copies, end points included.")
 flags.DEFINE_list("candidates", ["0", "100", "500", "1000", "2000"],
@@ -39,6 +51,118 @@ flags.DEFINE_string("mask_b", None, "overlap: the .npz mask file to compare with
 FLAGS = flags.FLAGS
 
 
+# Flag values.
+
+def int_list(values, field, count=None):
+    """Integers >= 0 from a list of strings (a comma-separated flag); ConfigError naming `field`."""
+    given = ",".join(map(str, values))
+    try:
+        numbers = [int(str(v).strip()) for v in values]
+    except ValueError:
+        raise ConfigError(field, f"must be comma-separated integers, got {given}") from None
+    if not numbers or any(n < 0 for n in numbers):
+        raise ConfigError(field, f"must be integers >= 0, got {given}")
+    if count is not None and len(numbers) != count:
+        raise ConfigError(field, f"must be {count} integers, got {given}")
+    return numbers
+
+
+def lmc_options(data_seeds, points):
+    """The two data seeds as ints, checked with the number of points; ConfigError naming the flag."""
+    seeds = int_list(data_seeds, "data_seeds", count=2)
+    if seeds[0] == seeds[1]:
+        raise ConfigError("data_seeds", f"must be two different seeds, got {seeds[0]} twice")
+    if points < 3:
+        raise ConfigError("points", f"must be >= 3 (the two end points and one between), got {points}")
+    return seeds
+
+
+def _mask_file(path, field):
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(field, f"{path} does not exist")
+    return path, results.read_masks(path, field)
+
+
+def overlap_masks(mask_a=None, mask_b=None, experiment_dirs=(), round_index=None, round_b=None):
+    """[(path, masks)] of the two masks to compare: --mask_a/--mask_b, or finished rounds of folders."""
+    if mask_a or mask_b:
+        if not (mask_a and mask_b) or experiment_dirs:
+            raise ConfigError("mask_a", "give both --mask_a and --mask_b, and no --experiment_dir")
+        return [_mask_file(mask_a, "mask_a"), _mask_file(mask_b, "mask_b")]
+    if round_index is None:
+        raise ConfigError("round", "is required with --experiment_dir (or give --mask_a and --mask_b)")
+    round_b = round_index if round_b is None else round_b
+    if not (len(experiment_dirs) == 2 or (len(experiment_dirs) == 1 and round_b != round_index)):
+        raise ConfigError("experiment_dir", "give two folders (and --round), or one folder with "
+                          "--round and a different --round_b, or --mask_a and --mask_b")
+    rounds = [(experiment_dirs[0], round_index), (experiment_dirs[-1], round_b)]
+    return [(results.mask_path(results.round_dir(d, r)), results.round_masks(d, r)) for d, r in rounds]
+
+
+def overlap(mask_a=None, mask_b=None, experiment_dirs=(), round_index=None, round_b=None):
+    """(path_a, path_b, analysis.mask_overlap) of the masks named as in overlap_masks."""
+    (path_a, a), (path_b, b) = overlap_masks(mask_a, mask_b, experiment_dirs, round_index, round_b)
+    try:
+        return path_a, path_b, analysis.mask_overlap(a, b)
+    except ValueError as error:
+        raise ConfigError("mask_b", f"{path_b} does not match {path_a}: {error}") from None
+
+
+# Text output.
+
+def format_overlap(overlap, name_a="a", name_b="b"):
+    """A plain-text table of analysis.mask_overlap()."""
+    lines = [f"mask a: {name_a}", f"mask b: {name_b}",
+             f"{'weight':<28} {'ones a':>10} {'ones b':>10} {'shared':>10} {'jaccard':>8} {'chance':>8}"]
+    rows = list(overlap["layers"].items()) + [("overall", overlap["overall"])]
+    for key, o in rows:
+        lines.append(f"{key:<28} {o['ones_a']:>10,} {o['ones_b']:>10,} {o['intersection']:>10,} "
+                     f"{o['jaccard']:>8.4f} {o['chance']:>8.4f}")
+    return "\n".join(lines)
+
+
+def format_lmc(record):
+    """A plain-text report of one connectivity.lmc() record: the path, the instability and the distances."""
+    lines = [f"round {record['round']} ({100 * record['remaining_fraction']:.2f}% remaining), "
+             f"trained from {record['start']} with data seeds {record['data_seeds'][0]} and "
+             f"{record['data_seeds'][1]}, {len(record['path'])} points",
+             f"{'alpha':>7}  {'test error':>10}"]
+    lines += [f"{p['alpha']:>7.3f}  {p['error']:>10.4f}" for p in record["path"]]
+    lines += [f"instability (max error on the path - mean end-point error): {record['instability']:.4f}",
+              f"end-point errors: {record['end_errors'][0]:.4f}, {record['end_errors'][1]:.4f}; "
+              f"max error: {record['max_error']:.4f}",
+              f"L2 distance: {record['l2_distance']:.4f} "
+              f"(relative to the mean weight norm: {record['relative_distance']:.4f})"]
+    return "\n".join(lines)
+
+
+def format_rewind_search(search):
+    """A plain-text table of a connectivity.rewind_search() result, its verdict and the IMP command."""
+    lines = [f"round {search['round']} mask ({100 * search['remaining_fraction']:.2f}% remaining), "
+             f"data seeds {search['data_seeds'][0]} and {search['data_seeds'][1]}, "
+             f"{search['points']} points, threshold {search['threshold']}",
+             f"{'rewind it':>9}  {'instability':>11}  {'error A':>8}  {'error B':>8}  "
+             f"{'max error':>9}  {'L2 dist':>8}  {'rel dist':>8}"]
+    for row in search["candidates"]:
+        lines.append(f"{row['iteration']:>9}  {row['instability']:>11.4f}  "
+                     f"{row['end_errors'][0]:>8.4f}  {row['end_errors'][1]:>8.4f}  "
+                     f"{row['max_error']:>9.4f}  "
+                     f"{row['l2_distance']:>8.3f}  {row['relative_distance']:>8.4f}")
+    k = search["earliest_stable"]
+    if k is None:
+        lines.append(f"no candidate is stable (instability < {search['threshold']}); "
+                     "try later rewind points")
+    else:
+        lines.append(f"earliest stable rewind point (instability < {search['threshold']}): "
+                     f"iteration {k}")
+        lines.append(f"run IMP with it: {search['command']}" if search["command"] else
+                     "the experiment already resets to theta_0, which is stable: no rewinding needed")
+    return "\n".join(lines)
+
+
+# Commands.
+
 def _one_experiment():
     if len(FLAGS.experiment_dir) != 1:
         cli.fail(f"--experiment_dir: give exactly one folder, got {len(FLAGS.experiment_dir)}")
@@ -47,8 +171,7 @@ def _one_experiment():
 
 def plots():
     with cli.usage_errors():
-        rounds = (analysis.int_list(FLAGS.rounds_to_plot, "rounds_to_plot")
-                  if FLAGS.rounds_to_plot else None)
+        rounds = int_list(FLAGS.rounds_to_plot, "rounds_to_plot") if FLAGS.rounds_to_plot else None
     path, written = cli.execute(report.make_report, FLAGS.experiment_dir, rounds)
     for plot in written:
         print(f"{plot.png}\n{plot.svg}")
@@ -57,31 +180,31 @@ def plots():
 
 def lmc():
     with cli.usage_errors():
-        seeds = analysis.lmc_options(FLAGS.data_seed, FLAGS.points)
+        seeds = lmc_options(FLAGS.data_seeds, FLAGS.points)
         prepared = _one_experiment()
-    record = cli.execute(analysis.lmc, prepared, FLAGS.round, seeds, FLAGS.points)
-    print(analysis.format_lmc(record))
-    print(f"results: {analysis.lmc_path(prepared.directory, FLAGS.round)}")
+    record = cli.execute(connectivity.lmc, prepared, FLAGS.round, seeds, FLAGS.points)
+    print(format_lmc(record))
+    print(f"results: {analyses.lmc_path(prepared.directory, FLAGS.round)}")
 
 
 def rewind_search():
     with cli.usage_errors():
-        seeds = analysis.lmc_options(FLAGS.data_seed, FLAGS.points)
-        candidates = analysis.int_list(FLAGS.candidates, "candidates")
+        seeds = lmc_options(FLAGS.data_seeds, FLAGS.points)
+        candidates = int_list(FLAGS.candidates, "candidates")
         prepared = _one_experiment()
-    search = cli.execute(analysis.rewind_search, prepared, FLAGS.round, candidates, FLAGS.threshold,
+    search = cli.execute(connectivity.rewind_search, prepared, FLAGS.round, candidates, FLAGS.threshold,
                          seeds, FLAGS.points)
-    print(analysis.format_rewind_search(search))
-    print(f"results: {analysis.rewind_search_path(prepared.directory, FLAGS.round)}")
+    print(format_rewind_search(search))
+    print(f"results: {analyses.rewind_search_path(prepared.directory, FLAGS.round)}")
 
 
-def overlap():
-    path_a, path_b, result = cli.execute(analysis.overlap, FLAGS.mask_a, FLAGS.mask_b,
+def overlap_command():
+    path_a, path_b, result = cli.execute(overlap, FLAGS.mask_a, FLAGS.mask_b,
                                          FLAGS.experiment_dir, FLAGS.round, FLAGS.round_b)
-    print(analysis.format_overlap(result, path_a, path_b))
+    print(format_overlap(result, path_a, path_b))
 
 
-COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap": overlap}
+COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap": overlap_command}
 
 
 def main(argv):

@@ -7,7 +7,7 @@ import sys
 from absl import flags
 
 from tf_lottery import results
-from tf_lottery.config import ConfigError
+from tf_lottery.settings import ConfigError
 from tf_lottery.data import DataError
 
 

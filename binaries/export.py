@@ -2,6 +2,9 @@
 
   python -m binaries.export --experiment_dir=experiments/imp_lenet_mnist_init_1234abcd \
       --round=best --export_dir=exports/lenet_best --shrink
+
+The checks (tf_lottery.export.prepare) run before TensorFlow is imported; the
+binary prints a text summary of the report that tf_lottery.export.run returns.
 """
 
 from absl import app
@@ -26,6 +29,25 @@ flags.DEFINE_string("data_dir", None, "Where the data is now, if not where confi
 FLAGS = flags.FLAGS
 
 
+def format_report(report):
+    """A plain-text summary: the round, the sparsity, and one line per exported format."""
+    overall = report["overall"]
+    lines = [f"round {report['round']} of {report['source']}: {100 * report['remaining_fraction']:.2f}% "
+             f"of prunable weights remain, early-stop test accuracy {report['early_stop_test_accuracy']:.4f}",
+             f"kernels: {overall['nonzeros']:,} nonzero of {overall['size']:,} "
+             f"(sparsity {100 * overall['sparsity']:.2f}%), {overall['parameters']:,} parameters"]
+    if report.get("shrink"):
+        shrunk = report["shrink"]
+        units = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in shrunk["units"].items())
+        lines.append(f"shrunk: {shrunk['parameters_before']:,} -> {shrunk['parameters_after']:,} "
+                     f"parameters; units kept: {units}")
+    lines.append(f"{'format':<14} {'max abs diff':>12} {'agreement':>10} {'test acc':>9} {'bytes':>12}")
+    for name, result in report["formats"].items():
+        lines.append(f"{name:<14} {result['max_abs_diff']:>12.2e} {result['argmax_agreement']:>10.4f} "
+                     f"{result['test_accuracy']:>9.4f} {result['bytes']:>12,}")
+    return "\n".join(lines)
+
+
 def main(argv):
     cli.no_arguments(argv)
     with cli.usage_errors():
@@ -36,7 +58,7 @@ def main(argv):
         report = cli.execute(export.run, job)
     except export.ExportError as error:
         cli.fail(str(error), status=1)
-    print(export.format_report(report))
+    print(format_report(report))
     print(f"exported: {job.export_dir}")
 
 

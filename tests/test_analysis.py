@@ -3,16 +3,18 @@
 import dataclasses
 import json
 import math
+import types
 
 import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery import analysis, atomic, experiment, results, training
+from tf_lottery import analysis, atomic, connectivity, experiment, export, plots, results, tensorboard, training
 from tf_lottery.config import ConfigError
+from tf_lottery.results import analyses
 
 from conftest import tiny_model, tiny_training
-from test_plots import run_binary, small_experiment
+from test_plots import copy_results, run_binary, small_experiment
 
 # A 1-D problem: the label of x is x > 0, and the network predicts 1 where u * v * x > 0.
 # (u, v) = (1, 1) and (-1, -1) both classify perfectly; the midpoint (0, 0) predicts 0 everywhere.
@@ -75,13 +77,19 @@ def test_mask_overlap_of_handmade_masks():
         analysis.mask_overlap(a, {**b, "x": np.ones(5)})
 
 
-def test_lottery_command_reruns_the_config_with_a_rewind(tmp_path):
-    config = tfl.ExperimentConfig(dataset="mnist_small", hidden=(32, 16), rounds=2, jit_compile=False,
-                                  block_shape=(2, 2), experiment_dir=str(tmp_path / "exp"))
-    command = analysis.lottery_command(config, tmp_path / "exp", reset="rewind", rewind_step=500)
-    assert command == ("python -m binaries.lottery --hidden=32,16 --dataset=mnist_small --rounds=2 "
-                       "--block_shape=2x2 --reset=rewind --rewind_step=500 --nojit_compile "
-                       f"--root_dir={tmp_path}")
+def test_rewind_command_reruns_the_config_beside_the_folder(tmp_path):
+    config = tfl.ExperimentConfig.from_flat(dataset="mnist_small", hidden=(32, 16), rounds=2,
+                                            jit_compile=False, block_shape=(2, 2),
+                                            experiment_dir=str(tmp_path / "exp"))
+    prepared = types.SimpleNamespace(config=config, directory=tmp_path / "exp")
+    assert connectivity.rewind_command(prepared, 500) == (
+        "python -m binaries.lottery --dataset=mnist_small --hidden=32,16 --nojit_compile "
+        f"--block_shape=2x2 --rounds=2 --reset=rewind --rewind_step=500 --root_dir={tmp_path}")
+    assert connectivity.rewind_command(prepared, 0) is None  # it already resets to theta_0
+    assert connectivity.rewind_command(prepared, None) is None
+    rewinding = types.SimpleNamespace(config=config.replace(reset="rewind", rewind_step=20),
+                                      directory=prepared.directory)
+    assert connectivity.rewind_command(rewinding, 0).endswith(f"--rounds=2 --root_dir={tmp_path}")
 
 
 def test_stability_trains_two_copies_and_respects_masks(splits):
@@ -90,20 +98,20 @@ def test_stability_trains_two_copies_and_respects_masks(splits):
     masks = tfl.get_masks(model)
     masks["fc1/kernel"][::2] = 0
     tfl.set_masks(model, masks)
-    start = analysis.get_state(model)
+    start = connectivity.get_state(model)
     config = tiny_training(train_steps=20)
-    same = analysis.stability(model, splits, config, start, [3, 3], points=3)
+    same = connectivity.stability(model, splits, config, start, [3, 3], points=3)
     assert same["l2_distance"] == 0.0 and same["instability"] == 0.0
-    different = analysis.stability(model, splits, config, start, [3, 4], points=3)
+    different = connectivity.stability(model, splits, config, start, [3, 4], points=3)
     assert [p["alpha"] for p in different["path"]] == [0.0, 0.5, 1.0]
     assert different["end_errors"] == [different["path"][0]["error"], different["path"][-1]["error"]]
     assert same["end_errors"][0] == different["end_errors"][0]  # copy A is the same run
     assert different["l2_distance"] > 0
     # The model now holds the end point B: an interpolation of effective weights, zero where pruned.
-    raw = analysis.get_state(model, effective=False)
+    raw = connectivity.get_state(model, effective=False)
     kernel = next(k for k in raw if k.endswith("fc1/kernel"))
     assert np.all(raw[kernel][masks["fc1/kernel"] == 0] == 0)
-    assert set(analysis.trainable_keys(model)) == set(raw)  # an MLP has no normalisation statistics
+    assert set(connectivity.trainable_keys(model)) == set(raw)  # an MLP has no normalisation statistics
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +121,9 @@ def experiment_dir(tmp_path_factory):
 
 def test_lmc_binary(experiment_dir):
     result = run_binary("analyze", "lmc", f"--experiment_dir={experiment_dir}", "--round=1",
-                        "--points=3", "--data_seed=3,4")
+                        "--points=3", "--data_seeds=3,4")
     assert result.returncode == 0, result.stderr
-    record = json.loads(analysis.lmc_path(experiment_dir, 1).read_text())
+    record = json.loads(analyses.lmc_path(experiment_dir, 1).read_text())
     assert record["round"] == 1 and record["start"] == "theta_0" and record["data_seeds"] == [3, 4]
     errors = [p["error"] for p in record["path"]]
     assert len(errors) == 3 and record["end_errors"] == [errors[0], errors[-1]]
@@ -126,13 +134,17 @@ def test_lmc_binary(experiment_dir):
     bad = run_binary("analyze", "lmc", f"--experiment_dir={experiment_dir}", "--round=9", "--points=3")
     assert bad.returncode == 2 and "--round: must be a finished round" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    old_spelling = run_binary("analyze", "lmc", f"--experiment_dir={experiment_dir}", "--round=1",
+                              "--data_seed=3,3")
+    assert old_spelling.returncode == 2
+    assert "--data_seeds: must be two different seeds, got 3 twice" in old_spelling.stderr
 
 
 def test_rewind_search_binary_and_its_cache(experiment_dir, monkeypatch):
     result = run_binary("analyze", "rewind_search", f"--experiment_dir={experiment_dir}", "--round=2",
                         "--candidates=40,0,20", "--points=3", "--threshold=0.5")
     assert result.returncode == 0, result.stderr
-    search = json.loads(analysis.rewind_search_path(experiment_dir, 2).read_text())
+    search = json.loads(analyses.rewind_search_path(experiment_dir, 2).read_text())
     assert [row["iteration"] for row in search["candidates"]] == [0, 20, 40]
     assert search["earliest_stable"] == analysis.earliest_stable(search["candidates"], 0.5)
     table = result.stdout.splitlines()
@@ -143,22 +155,21 @@ def test_rewind_search_binary_and_its_cache(experiment_dir, monkeypatch):
     # The cached weights are reused: no training, same arrays; the last one is round 0's end.
     monkeypatch.setattr(training.Trainer, "train", lambda *a, **k: pytest.fail("trained again"))
     prepared = experiment.load_experiment(experiment_dir)
-    _, states = analysis.rewind_points(prepared, [0, 20, 40])
-    cache = analysis.analysis_dir(experiment_dir) / "rewind_points"
+    _, states = connectivity.rewind_points(prepared, [0, 20, 40])
     for k in (0, 20, 40):
-        cached = atomic.read_npz(cache / f"iteration_{k:06d}.npz")
+        cached = atomic.read_npz(analyses.rewind_point_path(experiment_dir, k))
         assert all(np.array_equal(cached[key], states[k][key]) for key in cached)
-    round0 = analysis.get_state(experiment.restore_round(prepared, 0), effective=False)
+    round0 = connectivity.get_state(experiment.restore_round(prepared, 0), effective=False)
     for key in round0:
         np.testing.assert_allclose(states[40][key], round0[key], atol=1e-5)
         assert not np.array_equal(states[20][key], states[0][key])
     # A rewind experiment's reset point is theta_k: its theta_0 is rebuilt, and is the same.
-    rewinding = dataclasses.replace(prepared, config=dataclasses.replace(
-        prepared.config, reset="rewind", rewind_step=20))
-    rebuilt = analysis.get_state(analysis.initial_model(rewinding), effective=False)
+    rewinding = dataclasses.replace(prepared, config=prepared.config.replace(reset="rewind",
+                                                                             rewind_step=20))
+    rebuilt = connectivity.get_state(connectivity.initial_model(rewinding), effective=False)
     assert all(np.array_equal(rebuilt[key], states[0][key]) for key in states[0])
-    with pytest.raises(ConfigError, match=r"candidates: must be iterations in \[0, train_steps=40\]"):
-        analysis.rewind_search(prepared, 2, ["0", "50"])
+    with pytest.raises(ConfigError, match=r"candidates: must be iterations in \[0, train_steps=40\], got 50"):
+        connectivity.rewind_search(prepared, 2, [0, 50])
 
 
 def test_overlap_binary(experiment_dir, tmp_path):
@@ -166,8 +177,8 @@ def test_overlap_binary(experiment_dir, tmp_path):
                         "--round_b=2")
     assert result.returncode == 0, result.stderr
     overall = result.stdout.strip().splitlines()[-1].split()
-    mask_a = atomic.read_npz(results.round_dir(experiment_dir, 1) / "mask.npz")
-    mask_b = atomic.read_npz(results.round_dir(experiment_dir, 2) / "mask.npz")
+    mask_a = results.round_masks(experiment_dir, 1)
+    mask_b = results.round_masks(experiment_dir, 2)
     expected = analysis.mask_overlap(mask_a, mask_b)["overall"]
     assert overall[0] == "overall" and float(overall[4]) == pytest.approx(expected["jaccard"], abs=1e-4)
     # IMP masks are nested, so the overlap is the later round's share of the earlier one.
@@ -175,7 +186,7 @@ def test_overlap_binary(experiment_dir, tmp_path):
     other = tmp_path / "other.npz"
     atomic.write_npz(other, {k: np.ones_like(v) for k, v in mask_a.items()})
     files = run_binary("analyze", "overlap", f"--mask_a={other}",
-                       f"--mask_b={results.round_dir(experiment_dir, 2) / 'mask.npz'}")
+                       f"--mask_b={results.mask_path(results.round_dir(experiment_dir, 2))}")
     assert files.returncode == 0, files.stderr
     assert "fc1/kernel" in files.stdout
     missing = run_binary("analyze", "overlap", f"--mask_a={other}")
@@ -183,3 +194,22 @@ def test_overlap_binary(experiment_dir, tmp_path):
     wrong = run_binary("analyze", "spectrum")
     assert wrong.returncode == 2
     assert "expected one command (plots, lmc, rewind_search, overlap)" in wrong.stderr
+
+
+def test_a_round_killed_before_its_record_is_not_finished(experiment_dir, tmp_path):
+    """mask.npz (and curve.json) are written before metrics.json: a kill in between leaves no round."""
+    copy = tmp_path / "killed"
+    copy_results(experiment_dir, copy)
+    last, killed = results.round_dir(copy, 2), results.round_dir(copy, 3)
+    killed.mkdir()
+    atomic.write_npz(results.mask_path(killed), results.round_masks(copy, 2))
+    atomic.write_json(results.curve_path(killed), atomic.read_json(results.curve_path(last)))
+    assert results.finished_rounds(copy) == [0, 1, 2]
+    overlap = run_binary("analyze", "overlap", f"--experiment_dir={copy}", "--round=2", "--round_b=3")
+    assert overlap.returncode == 2 and f"--round: {killed} is not a finished round" in overlap.stderr
+    run = plots.load_runs([copy])[0]
+    assert list(plots.finished_masks(run, [1, 2, 3])) == [1, 2]
+    assert plots._mean_curve([run], 3) is None
+    assert tensorboard.write_round(copy, 3) is None
+    with pytest.raises(ConfigError, match=r"round: .*round_03 is not a finished round \(finished: 0, 1, 2\)"):
+        export.prepare(copy, tmp_path / "out", round=3)

@@ -1,6 +1,5 @@
 """The paper's controls on the masks of an IMP run: what each one trains, records and resumes."""
 
-import dataclasses
 import json
 import pathlib
 import subprocess
@@ -10,7 +9,8 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery import atomic, controls, experiment, imp, pruning, results, training
+from tf_lottery import atomic, controls, experiment, imp, pruning, results, rounds, training
+from tf_lottery.results import checkpoints
 
 from conftest import tiny_model, tiny_training
 
@@ -24,28 +24,28 @@ def finished(splits, tmp_path_factory):
     directory = tmp_path_factory.mktemp("exp")
     training.configure_runtime(0)
     model = tfl.wrap(tiny_model())
-    theta0 = {k: v.copy() for k, v in tfl.get_weights(model, effective=False).items()}
+    theta0 = {k: v.copy() for k, v in tfl.raw_weights(model).items()}
     config = tiny_training(train_steps=20)
     imp.run_rounds(model, splits, rounds=2, training_config=config, pruning_config=PRUNING,
                    experiment_dir=directory)
     round0_trained = None
     starts = {}
-    original = imp.train_round
+    original = rounds.train_round
 
     def capture(trainer, model, directory_, round_index, **kwargs):
-        starts[kwargs["name"]] = (tfl.get_weights(model, effective=False), tfl.get_masks(model))
+        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
         return original(trainer, model, directory_, round_index, **kwargs)
 
-    imp.train_round = capture
+    rounds.train_round = capture
     try:
-        imp.restore_model(model, results.round_dir(directory, 0))
-        round0_trained = tfl.get_weights(model, effective=False)
+        checkpoints.restore_model(model, results.round_dir(directory, 0))
+        round0_trained = tfl.raw_weights(model)
         records = controls.run_controls(
             model, splits, names=("random_reinit", "random_prune", "one_shot"), rounds=2,
             training_config=config, pruning_config=PRUNING, experiment_dir=directory,
             build_model=lambda seed: tiny_model(seed))
     finally:
-        imp.train_round = original
+        rounds.train_round = original
     return {"dir": directory, "theta0": theta0, "trained0": round0_trained, "starts": starts,
             "records": records, "splits": splits, "config": config}
 
@@ -105,7 +105,7 @@ def test_finished_controls_are_not_retrained(finished, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished control round was trained again")
 
-    monkeypatch.setattr(imp, "train_round", no_training)
+    monkeypatch.setattr(rounds, "train_round", no_training)
     again = controls.run_controls(
         tfl.wrap(tiny_model()), finished["splits"], names=("random_prune",), rounds=2,
         training_config=finished["config"], pruning_config=PRUNING, experiment_dir=finished["dir"])
@@ -124,13 +124,12 @@ def test_controls_need_finished_rounds(splits, tmp_path):
 
 
 def test_replicates_get_one_folder_per_seed(tmp_path):
-    config = tfl.ExperimentConfig(dataset="mnist_small", validation_size=100, replicates=3, seed=4,
+    config = tfl.ExperimentConfig.from_flat(dataset="mnist_small", validation_size=100, replicates=3, seed=4,
                                   experiment_dir=str(tmp_path / "exp"))
     prepared = experiment.prepare_replicates(config)
-    assert [p.config.seed for p in prepared] == [4, 5, 6]
+    assert [p.config.run.seed for p in prepared] == [4, 5, 6]
     assert [p.directory.name for p in prepared] == ["seed_4", "seed_5", "seed_6"]
-    auto = experiment.prepare_replicates(dataclasses.replace(config, experiment_dir=None,
-                                                             root_dir=str(tmp_path)))
+    auto = experiment.prepare_replicates(config.replace(experiment_dir=None, root_dir=str(tmp_path)))
     assert len({p.directory for p in auto}) == 3
 
 

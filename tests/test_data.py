@@ -356,7 +356,7 @@ def fake_tfds(monkeypatch):
         return [train, test]
 
     module = types.SimpleNamespace(load=load, as_numpy=lambda tree: tree)
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
+    monkeypatch.setattr(data.tfds, "tfds", module)  # TFDS as the data package imports it
     return calls
 
 
@@ -390,15 +390,57 @@ def test_load_reports_unprepared_tfds_folder(tmp_path):
     assert "mnist" in str(info.value) and str(tmp_path) in str(info.value)
 
 
-def test_module_imports_no_tensorflow():
+def test_package_imports_no_tensorflow():
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('data', {str(REPO / 'tf_lottery/data.py')!r})\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "import sys\n"
+        "import tf_lottery.data as data\n"
+        "data.load('mnist_small', validation_size=100)\n"
         "heavy = [m for m in ('tensorflow', 'tensorflow_datasets', 'keras') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# the dataset registry
+
+
+def test_datasets_and_shapes_come_from_the_registry():
+    assert data.DATASETS == ("mnist", "fashion_mnist", "mnist_small", "cifar10", "cifar100", "imagenet2012")
+    assert data.DATASETS == data.REGISTRY.names()
+    assert data.SHAPES == {"mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10),
+                           "mnist_small": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
+                           "cifar100": ((32, 32, 3), 100), "imagenet2012": ((224, 224, 3), 1000)}
+    assert all(data.REGISTRY.help(name) for name in data.DATASETS)
+    assert not data.Splits.streamed and data.StreamedSplits.streamed  # input_pipeline reads this
+
+
+def test_a_dataset_is_added_by_registration_alone():
+    arrays = synthetic_set(n_train=30, n_test=10)
+
+    @data.REGISTRY.register("tiny_synthetic", help="30 + 10 synthetic 28x28 images")
+    class TinySynthetic(data.InMemoryDataset):
+        name = "tiny_synthetic"
+        input_shape = (28, 28, 1)
+        num_classes = 10
+
+        @classmethod
+        def read(cls, data_dir):
+            return arrays[0][..., None], arrays[1].astype(np.int64), arrays[2][..., None], arrays[3]
+
+    try:
+        assert data.DATASETS[-1] == "tiny_synthetic"
+        assert data.SHAPES["tiny_synthetic"] == ((28, 28, 1), 10)
+        splits = data.load("tiny_synthetic", validation_size=10, seed=3)
+        assert isinstance(splits, data.Splits) and splits.name == "tiny_synthetic"
+        assert splits.train_x.shape == (20, 28, 28, 1) and splits.val_x.shape == (10, 28, 28, 1)
+        np.testing.assert_array_equal(splits.test_x[..., 0], arrays[2])
+        with pytest.raises(DataError, match="validation_size=30 is out of range: dataset 'tiny_synthetic'"):
+            data.load("tiny_synthetic", validation_size=30)
+    finally:
+        data.REGISTRY.unregister("tiny_synthetic")
+    assert "tiny_synthetic" not in data.DATASETS and "tiny_synthetic" not in data.SHAPES
+    with pytest.raises(DataError, match="unknown dataset 'tiny_synthetic'"):
+        data.load("tiny_synthetic")
 
 
 # tools/make_mnist_small.py

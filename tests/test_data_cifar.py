@@ -1,7 +1,6 @@
 """CIFAR-10/100 from synthetic archives in both formats."""
 
 import pickle
-import sys
 import types
 
 import numpy as np
@@ -230,7 +229,7 @@ def test_folder_without_cifar_files_falls_back_to_tfds(tmp_path, monkeypatch):
         return [(arrays[0], arrays[1]), (arrays[2], arrays[3])]
 
     module = types.SimpleNamespace(load=load, as_numpy=lambda tree: tree)
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
+    monkeypatch.setattr(data.tfds, "tfds", module)  # TFDS as the data package imports it
     splits = data.load("cifar100", data_dir=tmp_path, validation_size=5)
     assert calls == [("cifar100", dict(data_dir=str(tmp_path), download=False, batch_size=-1,
                                        as_supervised=True, split=["train", "test"]))]

@@ -15,6 +15,7 @@ import pytest
 import tf_lottery as tfl
 from tf_lottery import experiment, export, pruning, results, shrink
 from tf_lottery.config import ConfigError, ExperimentConfig
+from tf_lottery.export import runner
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def experiment_dir(tmp_path_factory):
     """A finished 3-round IMP run of a small LeNet on the bundled MNIST subset, neurons pruned."""
     directory = tmp_path_factory.mktemp("exp") / "lenet"
-    config = ExperimentConfig(
+    config = ExperimentConfig.from_flat(
         dataset="mnist_small", validation_size=500, hidden=(32, 16), rounds=2, train_steps=60,
         learning_rate=3e-3, eval_every=30, checkpoint_every=30, eval_batch_size=1000,
         structure="neuron", prune_fraction=0.5, experiment_dir=str(directory))
@@ -49,8 +50,7 @@ def test_every_format_is_written_and_reported(experiment_dir, exported):
         "export_report.json", "model.keras", "model_float.tflite", "model_int8.tflite", "saved_model"]
     assert json.loads((out / "export_report.json").read_text()) == json.loads(json.dumps(report))
     assert report["round"] == 2 and report["source"] == str(experiment_dir.resolve())
-    masks = results.round_dir(experiment_dir, 2) / "mask.npz"
-    masks = {k: v for k, v in np.load(masks).items()}
+    masks = results.round_masks(experiment_dir, 2)
     assert set(report["layers"]) == set(masks) == {"fc1/kernel", "fc2/kernel", "output/kernel"}
     for key, layer in report["layers"].items():
         assert layer["shape"] == list(masks[key].shape)
@@ -117,7 +117,7 @@ def test_keras_file_has_plain_layers_and_the_masked_kernels(experiment_dir, expo
     assert not any(isinstance(layer, tfl.LotteryWrapper) for layer in loaded.layers)
     assert not any("mask" in v.path or "snapshot" in v.path for v in loaded.weights)
     np.testing.assert_allclose(loaded(x), wrapped(x, training=False), atol=1e-5)
-    for key, weight in tfl.get_weights(wrapped).items():
+    for key, weight in tfl.effective_weights(wrapped).items():
         np.testing.assert_array_equal(loaded.get_layer(key.split("/")[0]).kernel.numpy(), weight)
 
 
@@ -167,7 +167,7 @@ def _pruned(model, structure, fraction=0.6):
     wrapped = tfl.wrap(model)
     output = tfl.model_ops.output_key(wrapped)
     masks = tfl.get_masks(wrapped)
-    new = pruning.prune(tfl.get_weights(wrapped), masks, {k: fraction for k in masks if k != output},
+    new = pruning.prune(tfl.effective_weights(wrapped), masks, {k: fraction for k in masks if k != output},
                         structure=structure)
     tfl.set_masks(wrapped, {k: np.asarray(v) for k, v in new.items()})
     return tfl.strip(wrapped), tfl.get_masks(wrapped)
@@ -319,7 +319,7 @@ def test_missing_round_and_non_empty_folder_are_refused(experiment_dir, tmp_path
 def test_corrupt_checkpoint_is_refused(experiment_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(experiment_dir, copy)
-    for data in (copy / "round_01" / "ckpt").glob("*.data-*"):
+    for data in results.checkpoint_dir(results.round_dir(copy, 1)).glob("*.data-*"):
         data.write_bytes(data.read_bytes()[:100])
     with pytest.raises(ConfigError, match=r"experiment_dir: .*round_01: cannot restore the checkpoint"):
         export.export(copy, tmp_path / "out", round=1)
@@ -327,7 +327,7 @@ def test_corrupt_checkpoint_is_refused(experiment_dir, tmp_path):
 
 
 def test_failed_check_leaves_nothing(experiment_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "MAX_DIFF", -1.0)
+    monkeypatch.setattr(runner, "MAX_DIFF", -1.0)
     with pytest.raises(export.ExportError, match="keras: outputs differ from the round's model"):
         export.export(experiment_dir, tmp_path / "deep" / "out", round=1, formats=["keras"])
     assert _leftovers(tmp_path) == []
@@ -382,7 +382,7 @@ def test_binary_refuses_non_empty_folder_and_corrupt_checkpoint(experiment_dir, 
     assert "--export_dir: " in _error_line(result) and _leftovers(out) == ["x"]
     copy = tmp_path / "copy"
     shutil.copytree(experiment_dir, copy)
-    for index in (copy / "round_02" / "ckpt").glob("*.index"):
+    for index in results.checkpoint_dir(results.round_dir(copy, 2)).glob("*.index"):
         index.write_bytes(b"not a checkpoint")
     result = _binary(f"--experiment_dir={copy}", f"--export_dir={tmp_path / 'new'}", "--round=2")
     assert result.returncode == 2

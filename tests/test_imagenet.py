@@ -1,7 +1,6 @@
 """ImageNet: the preprocessing on small images, and the streamed splits through a stand-in TFDS."""
 
 import json
-import sys
 import types
 
 import numpy as np
@@ -141,7 +140,7 @@ def fake_imagenet(monkeypatch, tmp_path):
     module = types.SimpleNamespace(
         load=load, ReadConfig=lambda **kwargs: ("read_config", kwargs),
         decode=types.SimpleNamespace(SkipDecoding=lambda: "skip"))
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
+    monkeypatch.setattr(data.tfds, "tfds", module)  # TFDS as the data package imports it
     return types.SimpleNamespace(calls=calls, data_dir=tmp_path / "tfds")
 
 
@@ -213,11 +212,11 @@ def test_an_unprepared_folder_found_by_tfds_is_a_data_error(fake_imagenet, tmp_p
 
 def test_image_size_is_imagenet_only_and_keeps_existing_folder_names():
     with pytest.raises(ConfigError, match="image_size: must be >= 32 and only applies to imagenet2012"):
-        ExperimentConfig(dataset="mnist", image_size=64)
+        ExperimentConfig.from_flat(dataset="mnist", image_size=64)
     assert "image_size" not in ExperimentConfig().result_fields()
-    small = ExperimentConfig(dataset="imagenet2012", model="resnet50", image_size=64)
+    small = ExperimentConfig.from_flat(dataset="imagenet2012", model="resnet50", image_size=64)
     assert small.result_fields()["image_size"] == 64
-    assert small.config_hash() != ExperimentConfig(dataset="imagenet2012", model="resnet50").config_hash()
+    assert small.config_hash() != ExperimentConfig.from_flat(dataset="imagenet2012", model="resnet50").config_hash()
 
 
 def _streamed_trainer(fake_imagenet, seed=0):
@@ -258,13 +257,13 @@ def test_a_streamed_run_resumes_where_its_data_stopped(fake_imagenet, tmp_path):
 def test_imp_with_rewinding_runs_on_streamed_imagenet(fake_imagenet, tmp_path):
     from tf_lottery import experiment
 
-    config = ExperimentConfig(
+    config = ExperimentConfig.from_flat(
         model="lenet", hidden=(8,), dataset="imagenet2012", data_dir=str(fake_imagenet.data_dir),
         validation_size=2, image_size=32, rounds=2, prune_fraction=0.5, reset="rewind", rewind_step=2,
         train_steps="2ep", batch_size=4, eval_every=2, eval_batch_size=4, checkpoint_every=2,
         steps_per_call=2, experiment_dir=str(tmp_path / "imp"))
     prepared = experiment.prepare(config)
-    assert prepared.config.train_steps == 4  # 8 training examples, batch 4: 2 iterations per epoch
+    assert prepared.config.training.train_steps == 4  # 8 training examples, batch 4: 2 iterations per epoch
     summary = experiment.run_imp(prepared)
     rounds = summary["rounds"]
     assert [r["round"] for r in rounds] == [0, 1, 2]

@@ -47,7 +47,7 @@ def images(n=4, seed=0):
 
 
 def test_builders_are_registered():
-    assert set(CIFAR_MODELS) | {"lenet"} == set(models.BUILDERS)
+    assert set(CIFAR_MODELS) | {"lenet"} == set(models.REGISTRY.names())
     with pytest.raises(ValueError, match="unknown model 'resnet21'"):
         models.build("resnet21", SHAPE, CLASSES)
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery import plots, report, tensorboard
+from tf_lottery import plots, report, results, tensorboard
 from tf_lottery.config import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -26,13 +26,20 @@ def run_binary(module, *args):
 def small_experiment(tmp_path_factory):
     """A 2-round IMP run plus random_reinit on mnist_small (LeNet-32-16), made once per session."""
     directory = tmp_path_factory.getbasetemp() / "small_experiment"
-    if not (directory / "controls" / "random_reinit" / "round_02" / "metrics.json").is_file():
+    if not results.is_finished(results.round_dir(directory, 2, control="random_reinit")):
         result = run_binary(
             "lottery", "--dataset=mnist_small", "--validation_size=500", "--hidden=32,16",
             "--train_steps=40", "--eval_every=20", "--checkpoint_every=20", "--eval_batch_size=1000",
             "--rounds=2", "--controls=random_reinit", f"--experiment_dir={directory}")
         assert result.returncode == 0, result.stderr
     return directory
+
+
+def copy_results(source, target):
+    """A copy of an experiment folder's results files, without checkpoints and analyze outputs."""
+    skipped = [results.CHECKPOINTS] + [path(source).name for path in (
+        results.plots_dir, results.tensorboard_dir, results.analysis_dir)]
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*skipped))
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +50,18 @@ def experiment_dir(tmp_path_factory):
 def test_plots_command_writes_figures_report_and_tensorboard(experiment_dir):
     result = run_binary("analyze", "plots", f"--experiment_dir={experiment_dir}")
     assert result.returncode == 0, result.stderr
+    out = results.plots_dir(experiment_dir)
     for name in FIGURES:
-        png, svg = experiment_dir / "plots" / f"{name}.png", experiment_dir / "plots" / f"{name}.svg"
+        png, svg = out / f"{name}.png", out / f"{name}.svg"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
         assert "<svg" in svg.read_text()[:1000], name
         assert str(png) in result.stdout and str(svg) in result.stdout
-    text = (experiment_dir / "report.md").read_text()
+    text = results.report_path(experiment_dir).read_text()
     assert "| round | remaining % | early-stop it | test acc @es | final test acc | seconds |" in text
     assert re.search(r"^\| 0 \| 100\.00 \| \d+ \| 0\.\d{4} \| 0\.\d{4} \|", text, re.M)
     assert re.search(r"^\| 2 \| 64\.11 \|", text, re.M)
     assert "## Control: random_reinit" in text and "## Weights remaining per layer" in text
-    summary = json.loads((experiment_dir / "summary.json").read_text())
+    summary = results.read_summary(experiment_dir)
     imp, reinit = summary["rounds"][2], summary["controls"]["random_reinit"][-1]
     assert "## IMP against the random_reinit control" in text
     assert (f"| 2 | 64.11 | {imp['early_stop_iteration']} | {imp['early_stop_test_accuracy']:.4f} | "
@@ -63,32 +71,32 @@ def test_plots_command_writes_figures_report_and_tensorboard(experiment_dir):
     links = re.findall(r"\]\(([^)]+\.(?:png|svg))\)", text)
     assert sorted(links) == sorted(f"plots/{n}.{ext}" for n in FIGURES for ext in ("png", "svg"))
     assert all((experiment_dir / link).is_file() for link in links)
-    rounds = tensorboard.read_scalars(experiment_dir / "tb" / "rounds")
+    rounds = tensorboard.read_scalars(tensorboard.tb_dir(experiment_dir))
     assert set(rounds) == {"rounds/early_stop_test_accuracy", "rounds/final_test_accuracy",
                            "rounds/early_stop_iteration", "rounds/remaining_percent"}
     assert [step for step, _ in rounds["rounds/final_test_accuracy"]] == [0, 1, 2]
     assert rounds["rounds/final_test_accuracy"][2][1] == pytest.approx(
         summary["rounds"][2]["final_test_accuracy"])
-    curve = tensorboard.read_scalars(experiment_dir / "tb" / "round_01")
+    curve = tensorboard.read_scalars(tensorboard.tb_dir(experiment_dir, 1))
     assert set(curve) == {"loss/train", "loss/val", "loss/test", "accuracy/val", "accuracy/test",
                           "learning_rate", "sparsity/remaining_percent"}
     assert [step for step, _ in curve["accuracy/test"]] == [0, 20, 40]
     assert [step for step, _ in curve["loss/train"]] == [20, 40]
     assert curve["learning_rate"][0][1] == pytest.approx(1.2e-3)
     assert curve["sparsity/remaining_percent"][0][1] == pytest.approx(80.06, abs=0.01)
-    control = tensorboard.read_scalars(experiment_dir / "tb" / "controls" / "random_reinit")
+    control = tensorboard.read_scalars(tensorboard.tb_dir(experiment_dir, control="random_reinit"))
     assert [step for step, _ in control["rounds/early_stop_test_accuracy"]] == [1, 2]
-    assert tensorboard.read_scalars(experiment_dir / "tb" / "controls" / "random_reinit" / "round_02")
+    assert tensorboard.read_scalars(tensorboard.tb_dir(experiment_dir, 2, control="random_reinit"))
 
 
 def _replicate(source, target, shift):
     """A copy of an experiment folder whose accuracies are moved by `shift` (a stand-in replicate)."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("ckpt", "plots", "tb", "analysis"))
-    summary = json.loads((target / "summary.json").read_text())
+    copy_results(source, target)
+    summary = json.loads(results.summary_path(target).read_text())
     for record in summary["rounds"] + [r for rs in summary["controls"].values() for r in rs]:
         record["early_stop_test_accuracy"] += shift
-    (target / "summary.json").write_text(json.dumps(summary))
-    curve_path = target / "round_01" / "curve.json"
+    results.summary_path(target).write_text(json.dumps(summary))
+    curve_path = results.curve_path(results.round_dir(target, 1))
     curve = json.loads(curve_path.read_text())
     for record in curve:
         record["test_accuracy"] += shift
@@ -111,17 +119,17 @@ def test_replicates_are_averaged_with_a_band(experiment_dir, tmp_path):
     path, written = report.make_report([parent], rounds_to_plot=[1, 2])
     assert sorted(p.name for p in written) == sorted(FIGURES)
     assert all(p.png.stat().st_size > 0 and p.svg.stat().st_size > 0 for p in written)
-    assert path == parent / "report.md"
+    assert path == results.report_path(parent)
     text = path.read_text()
     assert "## IMP rounds across runs" in text and "## Control across runs: random_reinit" in text
     assert "(`seed_1`)" in text and "](plots/test_accuracy_curves.png)" in text
     reinit = runs[0].records("random_reinit")[2]["early_stop_test_accuracy"]
     assert f"| {reinit + 0.01:.4f} ({reinit:.4f}-{reinit + 0.02:.4f}) |" in report.paired_table(
         runs, "random_reinit").splitlines()[-1]
-    assert (parent / "seed_1" / "tb" / "rounds").is_dir()
-    shutil.rmtree(parent / "seed_0" / "tb")
+    assert tensorboard.tb_dir(parent / "seed_1").is_dir()
+    shutil.rmtree(results.tensorboard_dir(parent / "seed_0"))
     tensorboard.log_round(parent / "seed_0", 2, control="random_reinit")
-    control_tb = parent / "seed_0" / "tb" / "controls" / "random_reinit"
+    control_tb = tensorboard.tb_dir(parent / "seed_0", control="random_reinit")
     assert sorted(p.name for p in control_tb.iterdir())[-1] == "round_02"
     assert tensorboard.read_scalars(control_tb) and tensorboard.read_scalars(control_tb / "round_02")
 

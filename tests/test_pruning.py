@@ -1,8 +1,13 @@
-"""Mask criteria: exact counts, no revival, layer-wise vs global, random controls."""
+"""Mask criteria: exact counts, no revival, layer-wise vs global, random controls, the registries."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+import tf_lottery as tfl
 from tf_lottery import pruning
 
 
@@ -105,16 +110,65 @@ def test_random_like_keeps_per_tensor_counts():
 
 def test_fractions_output_rate_and_exclusions():
     keys = ["fc1/kernel", "fc2/kernel", "output/kernel"]
-    config = pruning.PruningConfig(fraction=0.2, output_fraction=0.1, exclude=("fc2",))
+    config = tfl.PruningConfig(fraction=0.2, output_fraction=0.1, dense_layers=("fc2",))
     assert config.fractions(keys, output_key="output/kernel") == {
         "fc1/kernel": 0.2, "output/kernel": 0.1}
 
 
 def test_bad_arguments():
     w = {"w": np.ones(3)}
-    with pytest.raises(ValueError, match="unknown pruning scope 'row'"):
+    with pytest.raises(ValueError, match="unknown scope 'row'; choose one of layer, global"):
         pruning.prune(w, w, {"w": 0.1}, scope="row")
-    with pytest.raises(ValueError, match="unknown pruning criterion 'size'"):
+    with pytest.raises(ValueError, match="unknown criterion 'size'; choose one of magnitude, random"):
         pruning.prune(w, w, {"w": 0.1}, criterion="size")
     with pytest.raises(ValueError, match="prune fraction for 'w' must be in \\[0, 1\\)"):
         pruning.prune(w, w, {"w": 1.0})
+    with pytest.raises(ValueError, match="unknown structure 'rows'"):
+        pruning.prune(w, w, {"w": 0.1}, structure="rows")
+
+
+def test_registries_name_the_axes_without_importing_tensorflow():
+    code = ("import sys; from tf_lottery import pruning, schedules; "
+            "print(pruning.STRUCTURES.names(), pruning.CRITERIA.names(), pruning.SCOPES.names(), "
+            "schedules.SCHEDULES.names(), 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[0] == (
+        "('unstructured', 'neuron', 'filter', 'channel', 'block', 'n_of_m') ('magnitude', 'random') "
+        "('layer', 'global') ('geometric', 'polynomial', 'constant') False")
+    global_ok = [s for s in pruning.STRUCTURES if pruning.STRUCTURES.get(s).global_scope]
+    assert global_ok == ["unstructured", "block"]
+    assert pruning.STRUCTURE_NORMS == ("l1", "l2") and pruning.BLOCK_POOLINGS == ("avg", "max")
+
+
+class RowPairs(pruning.Structure):
+    """Pairs of consecutive rows of a [fan_in, out] kernel, by their summed magnitude."""
+
+    def unit_scores(self, magnitude):
+        return tf.reduce_sum(tf.reshape(magnitude, [-1, 2 * magnitude.shape[-1]]), 1)
+
+    def unit_alive(self, mask):
+        return tf.reduce_max(tf.reshape(mask, [-1, 2 * mask.shape[-1]]), 1)
+
+    def spread(self, unit_mask, shape):
+        return tf.reshape(tf.repeat(unit_mask, 2 * shape[-1]), shape)
+
+
+def test_a_structure_is_added_by_registration_alone():
+    pruning.STRUCTURES.register("row_pairs")(RowPairs)
+    try:
+        # 5 pairs of rows with sums 6, 0.6, 60, 3, 30; pair 1 is also half pruned already
+        weights = {"w": np.repeat([[1.0], [0.1], [10.0], [0.5], [5.0]], 2, axis=0) * np.ones((10, 3))}
+        masks = {"w": np.ones((10, 3))}
+        masks["w"][2] = 0
+        first = _np(pruning.prune(weights, masks, {"w": 0.4}, structure="row_pairs"))
+        np.testing.assert_array_equal(first["w"][:, 0], [1, 1, 0, 0, 1, 1, 0, 0, 1, 1])
+        np.testing.assert_array_equal(first["w"][:, 1:], first["w"][:, :2])  # whole rows
+        second = _np(pruning.prune(weights, first, {"w": 0.4}, structure="row_pairs"))
+        np.testing.assert_array_equal(second["w"][:, 0], [0, 0, 0, 0, 1, 1, 0, 0, 1, 1])
+        assert pruning.unit_density(second["w"], "row_pairs") == 0.4
+        assert int(pruning.random_like(second, seed=1, structure="row_pairs")["w"].numpy().sum()) == 12
+        with pytest.raises(ValueError, match="global scope does not apply to structure 'row_pairs'"):
+            pruning.prune(weights, masks, {"w": 0.4}, scope="global", structure="row_pairs")
+    finally:
+        pruning.STRUCTURES.unregister("row_pairs")
+    assert "row_pairs" not in pruning.STRUCTURES

@@ -168,7 +168,7 @@ _values = st.one_of(st.integers(-10**6, 10**6).map(str),
 def test_flag_space_gives_usage_errors_not_tracebacks(tmp_path_factory, flag_values):
     from binaries import cli, experiment_flags
     folder = tmp_path_factory.mktemp("exp")
-    (folder / "config.json").write_text(json.dumps(tfl.ExperimentConfig(dataset="mnist_small").to_dict()))
+    (folder / "config.json").write_text(json.dumps(tfl.ExperimentConfig.from_flat(dataset="mnist_small").to_dict()))
     before = sorted(p.name for p in folder.iterdir())
     argv = ["lottery", "--dataset=mnist_small", f"--experiment_dir={folder}"]
     argv += [f"--{name}={value}" for name, value in flag_values.items()]

@@ -1,8 +1,11 @@
 """Structured pruning stays structured, counts follow the rate, schedules hit their targets."""
 
+import types
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 import tf_lottery as tfl
@@ -114,7 +117,9 @@ def test_global_scope_only_where_scores_compare():
         pruning.prune(MLP, {k: np.ones_like(w) for k, w in MLP.items()}, {k: 0.2 for k in MLP},
                       scope="global", structure="neuron")
     with pytest.raises(tfl.ConfigError, match="prune_scope: global scope .* structure unstructured or block"):
-        tfl.ExperimentConfig(prune_scope="global", structure="filter")
+        tfl.ExperimentConfig.from_flat(prune_scope="global", structure="filter")
+    with pytest.raises(tfl.ConfigError, match="prune_scope: global scope"):
+        tfl.PruningConfig(scope="global", structure="filter")
     masks = _rounds(MLP, rounds=1, scope="global", structure="block", block_shape=(1, 4))[0]
     blocks = sum(m.reshape(-1, m.shape[-1]).size // 4 for m in MLP.values())
     assert int(sum(m.sum() for m in masks.values())) // 4 == blocks - pruning.prune_count(blocks, 0.3)
@@ -199,3 +204,46 @@ def test_partial_edge_blocks_are_scored_on_their_own_weights():
     new = pruning.prune(weights, {"w": np.ones((1, 6))}, {"w": 0.5}, structure="block",
                         block_shape=(1, 4), block_pooling="avg")
     np.testing.assert_array_equal(np.asarray(new["w"]), [[0, 0, 0, 0, 1, 1]])
+
+
+def test_structure_specs_score_keep_and_expand_units():
+    kernel = np.arange(24.0).reshape(2, 3, 4) - 12.0  # [kh, in=3, out=4]
+    mask = np.ones_like(kernel)
+    mask[..., 1] = 0  # filter 1 pruned
+    spec = pruning.build("filter", structure_norm="l1", block_shape=(2, 2))
+    assert spec == pruning.Filter(norm="l1") and not spec.global_scope
+    np.testing.assert_allclose(spec.scores(kernel, mask), np.abs(kernel * mask).reshape(-1, 4).sum(0))
+    np.testing.assert_array_equal(spec.alive(mask), [1, 0, 1, 1])
+    expanded = np.asarray(spec.expand(tf.constant([0.0, 1.0, 1.0, 1.0]), mask))
+    np.testing.assert_array_equal(expanded.reshape(-1, 4).max(0), [0, 0, 1, 1])  # no revival
+    channel = pruning.build("channel", structure_norm="l2")
+    by_input = np.moveaxis(kernel * mask, 1, 0).reshape(3, -1)
+    np.testing.assert_allclose(channel.scores(kernel, mask), np.sqrt((by_input ** 2).sum(1)), rtol=1e-6)
+    block = pruning.build("block", block_shape=[2, 2], block_pooling="max")
+    assert block == pruning.Block((2, 2), "max") and block.global_scope
+    assert pruning.build("n_of_m", n_of_m=(1, 4)).unit_structure == pruning.Unstructured()
+
+
+def test_structure_options_are_checked():
+    with pytest.raises(ValueError, match="unknown structure norm 'l3'"):
+        pruning.build("neuron", structure_norm="l3")
+    with pytest.raises(ValueError, match="unknown block pooling 'sum'"):
+        pruning.build("block", block_pooling="sum")
+    with pytest.raises(ValueError, match="0 < N < M"):
+        pruning.build("n_of_m", n_of_m=(4, 4))
+    with pytest.raises(TypeError, match="unknown structure options \\['norm'\\]"):
+        pruning.unit_density(np.ones((2, 2)), "neuron", norm="l1")
+
+
+def test_a_schedule_is_added_by_registration_alone():
+    schedules.SCHEDULES.register("half_at_two")(
+        lambda pruning_config, rounds: tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=2, frequency=1))
+    try:
+        config = types.SimpleNamespace(schedule="half_at_two",
+                                       fractions=lambda keys, *_: {k: 0.2 for k in keys})
+        assert schedules.round_amounts(config, 4, 1, ["w"]) == ("densities", {})
+        assert schedules.round_amounts(config, 4, 2, ["w"]) == ("densities", {"w": 0.5})
+    finally:
+        schedules.SCHEDULES.unregister("half_at_two")
+    with pytest.raises(ValueError, match="unknown schedule 'half_at_two'; choose one of geometric"):
+        schedules.tfmot_schedule(config, 4)

@@ -26,10 +26,10 @@ def _weights(model):
 
 def test_pruned_weights_stay_exactly_zero_and_untouched(splits):
     model, masks = _pruned_model()
-    raw_before = tfl.get_weights(model, effective=False)
+    raw_before = tfl.raw_weights(model)
     result = tfl.Trainer(model, splits, tiny_training()).train()
-    raw_after = tfl.get_weights(model, effective=False)
-    effective = tfl.get_weights(model)
+    raw_after = tfl.raw_weights(model)
+    effective = tfl.effective_weights(model)
     for key, mask in masks.items():
         assert np.all(effective[key][mask == 0] == 0)
         np.testing.assert_array_equal(raw_after[key][mask == 0], raw_before[key][mask == 0])
@@ -126,9 +126,9 @@ def test_warmup_and_weight_decay(splits):
     np.testing.assert_allclose([float(schedule(s)) for s in (0, 4, 9, 20, 21)],
                                [0.01, 0.05, 0.1, 0.1, 0.05], rtol=1e-6)
     model, masks = _pruned_model()
-    raw_before = tfl.get_weights(model, effective=False)
+    raw_before = tfl.raw_weights(model)
     tfl.Trainer(model, splits, tiny_training(weight_decay=0.1, optimizer="sgd")).train()
-    raw_after = tfl.get_weights(model, effective=False)
+    raw_after = tfl.raw_weights(model)
     for key, mask in masks.items():
         np.testing.assert_array_equal(raw_after[key][mask == 0], raw_before[key][mask == 0])
 

@@ -9,15 +9,20 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ConfigError": "tf_lottery.config",
+    "ConfigError": "tf_lottery.settings",
+    "DataConfig": "tf_lottery.config",
     "ExperimentConfig": "tf_lottery.config",
+    "LotteryConfig": "tf_lottery.config",
+    "ModelConfig": "tf_lottery.config",
     "PruningConfig": "tf_lottery.config",
+    "RunConfig": "tf_lottery.config",
     "TrainingConfig": "tf_lottery.config",
     "LotteryWrapper": "tf_lottery.wrapper",
     "Trainer": "tf_lottery.training",
     "prune": "tf_lottery.pruning",
     "get_masks": "tf_lottery.model_ops",
-    "get_weights": "tf_lottery.model_ops",
+    "effective_weights": "tf_lottery.model_ops",
+    "raw_weights": "tf_lottery.model_ops",
     "masked_weights": "tf_lottery.model_ops",
     "reset": "tf_lottery.model_ops",
     "set_masks": "tf_lottery.model_ops",
@@ -27,9 +32,10 @@ _EXPORTS = {
     "wrap": "tf_lottery.model_ops",
     "wrappers": "tf_lottery.model_ops",
 }
-_SUBMODULES = ("analysis", "atomic", "config", "controls", "data", "distribute", "experiment",
-               "export", "imp", "input_pipeline", "model_ops", "models", "plots", "pruning", "report",
-               "results", "schedules", "shrink", "tensorboard", "training", "wrapper")
+_SUBMODULES = ("analysis", "atomic", "config", "connectivity", "controls", "data", "distribute",
+               "experiment", "export", "flags", "imp", "input_pipeline", "model_ops", "models", "plots",
+               "pruning", "registry", "report", "results", "rounds", "schedules", "settings", "shrink",
+               "tensorboard", "training", "wrapper")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 

@@ -1,6 +1,8 @@
-"""Configuration: training, pruning and whole-experiment settings, validated, with a stable name.
+"""Experiment settings in groups (data, model, training, pruning, lottery, run), each field declared once.
 
-Nothing here imports TensorFlow, so bad settings are reported at once.
+Every field is a `settings.setting` with its flag name, help and checks; the
+flags, the folder hash and config.json use the flat names. Choices come from
+the registries of each axis. Nothing here imports TensorFlow.
 """
 
 import dataclasses
@@ -8,90 +10,183 @@ import hashlib
 import json
 import pathlib
 
+from tf_lottery import controls
 from tf_lottery import data
+from tf_lottery import models
+from tf_lottery import pruning
+from tf_lottery import schedules
+from tf_lottery.rounds import ON_NAN
+from tf_lottery.settings import ConfigError, Settings, flag_fields, flag_name, setting
 
-# Choices, kept here so that a config validates without importing TensorFlow.
-MODELS = ("lenet", "conv2", "conv4", "conv6", "vgg16", "vgg19", "resnet20", "resnet56", "resnet18",
-          "resnet50")
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainingConfig", "PruningConfig",
+           "LotteryConfig", "RunConfig", "ExperimentConfig"]
+
 RESETS = ("init", "rewind")
-SCOPES = ("layer", "global")
-CRITERIA = ("magnitude", "random")
 OPTIMIZERS = ("adam", "sgd")
-ON_NAN = ("stop", "skip_round")
-STRUCTURES = ("unstructured", "neuron", "filter", "channel", "block", "n_of_m")
-GLOBAL_STRUCTURES = ("unstructured", "block")  # scores comparable across tensors
-STRUCTURE_NORMS = ("l1", "l2")
-BLOCK_POOLINGS = ("avg", "max")
-SCHEDULES = ("geometric", "polynomial", "constant")
-CONTROLS = ("random_reinit", "random_prune", "one_shot")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PROGRAMS = ("imp", "train")  # what a results folder holds: IMP rounds or one dense training
 
-# Fields added after the first experiments: they enter result_fields (and the folder
-# hash) only when set away from their default, so existing folders keep their names.
-LATER_FIELDS = ("image_size",)
-# Fields that change where results go or how fast they come, never what they are.
-NOT_RESULT_FIELDS = ("root_dir", "experiment_dir", "data_dir", "eval_batch_size",
-                     "steps_per_call", "checkpoint_every", "deterministic", "jit_compile", "on_nan",
-                     "controls", "replicates", "strategy", "tpu")
+
+def _positive(value):
+    return float(value[:-2]) > 0 if isinstance(value, str) else value > 0
+
+
+def _fraction(low_open, high_open=True):
+    def inside(v):
+        return (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
+    return inside
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
+class DataConfig(Settings):
+    """Which data, where it is and how much of the training split is held out."""
+    dataset: str = setting("mnist", "Dataset (mnist_small is bundled with the package).", "str",
+                           choices=data.REGISTRY)
+    data_dir: str | None = setting(
+        None, "Folder with the original MNIST IDX files or CIFAR archives, or a prepared TFDS "
+        "data dir (required for imagenet2012).", "str", result=False)
+    validation_size: int = setting(5000, "Training examples held out for validation (early stopping).",
+                                   "int", check=(lambda v: v >= 0, "must be >= 0"))
+    image_size: int = setting(224, "imagenet2012 only: side of the square training and evaluation "
+                              "crops.", "int", later=True)
+
+    def check(self):
+        if not (self.image_size == 224 or (self.dataset == data.IMAGENET and self.image_size >= 32)):
+            self.fail("image_size", f"must be >= 32 and only applies to {data.IMAGENET}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(Settings):
+    """Which zoo network."""
+    name: str = setting("lenet", "Model.", "str", flag="model", choices=models.REGISTRY)
+    hidden: tuple = setting((300, 100), "LeNet hidden widths, e.g. 300,100.", "ints",
+                            check=(lambda v: bool(v) and all(w > 0 for w in v),
+                                   "must be positive layer widths"))
+
+    def options(self):
+        """Keyword arguments of the zoo builder."""
+        return {"hidden": self.hidden} if self.name == "lenet" else {}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(Settings):
     """How one network is trained: optimiser, schedule, batch, evaluation and checkpoint cadence."""
-    train_steps: int = 50000
-    batch_size: int = 60
-    optimizer: str = "adam"
-    learning_rate: float = 1.2e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    lr_milestones: tuple = ()
-    lr_gamma: float = 0.1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    augment: bool = False
-    eval_every: int = 100
-    eval_batch_size: int = 5000
-    checkpoint_every: int = 1000
-    steps_per_call: int = 100
-    jit_compile: bool | None = None  # None: XLA unless a convolutional network on CPU
-    data_seed: int = 0
+    train_steps: int = setting(50000, "Training length per round, in iterations (50000) or epochs "
+                               "(160ep).", "steps", check=(_positive, "must be > 0"))
+    batch_size: int = setting(60, "Training batch size.", "int", check=(lambda v: v > 0, "must be > 0"))
+    optimizer: str = setting("adam", "Optimizer.", "str", choices=OPTIMIZERS)
+    learning_rate: float = setting(1.2e-3, "Initial learning rate.", "float",
+                                   check=(lambda v: v > 0, "must be > 0"))
+    momentum: float = setting(0.9, "SGD momentum.", "float", check=(_fraction(False), "must be in [0, 1)"))
+    nesterov: bool = setting(False, "Nesterov momentum for SGD.", "bool")
+    lr_milestones: tuple = setting((), "Iterations (or epochs: 80ep) at which the learning rate drops.",
+                                   "steps_list")
+    lr_gamma: float = setting(0.1, "Learning-rate factor at each milestone.", "float",
+                              check=(_fraction(True, False), "must be in (0, 1]"))
+    warmup_steps: int = setting(0, "Linear learning-rate warmup, in iterations or epochs.", "steps")
+    weight_decay: float = setting(0.0, "L2 weight decay on the effective (masked) weights.", "float",
+                                  check=(lambda v: v >= 0, "must be >= 0"))
+    augment: bool = setting(False, "Pad by 4, random crop and random horizontal flip (CIFAR).", "bool")
+    eval_every: int = setting(100, "Evaluate every this many iterations.", "int",
+                              check=(lambda v: v > 0, "must be > 0"))
+    eval_batch_size: int = setting(5000, "Evaluation batch size.", "int",
+                                   check=(lambda v: v > 0, "must be > 0"), result=False)
+    checkpoint_every: int = setting(1000, "Checkpoint every this many iterations.", "int",
+                                    check=(lambda v: v > 0, "must be > 0"), result=False)
+    steps_per_call: int = setting(100, "Training steps run inside one tf.function call.", "int",
+                                  check=(lambda v: v > 0, "must be > 0"), result=False)
+    jit_compile: bool | None = setting(
+        None, "Compile the training step with XLA (default: yes, except convolutional networks on "
+        "CPU, where TensorFlow's oneDNN kernels are faster; see benchmarks/README.md).", "bool",
+        result=False)
+    data_seed: int | None = setting(None, "Seed of the training data order (default: --seed).", "int",
+                                    check=(lambda v: v >= 0, "must be >= 0"))
+
+    def check(self):
+        steps = (self.train_steps, self.warmup_steps, *self.lr_milestones)
+        if not all(isinstance(v, int) for v in steps):
+            return  # epochs: checked again once in_iterations() has turned them into iterations
+        if not 0 <= self.warmup_steps <= self.train_steps:
+            self.fail("warmup_steps", f"must be in [0, train_steps={self.train_steps}]")
+        if not (all(0 < m < self.train_steps for m in self.lr_milestones)
+                and list(self.lr_milestones) == sorted(set(self.lr_milestones))):
+            self.fail("lr_milestones", "must be increasing iterations inside (0, train_steps)")
+
+    def in_iterations(self, iterations):
+        """A copy with step counts in epochs turned into iterations by `iterations(value)`."""
+        return dataclasses.replace(
+            self, train_steps=iterations(self.train_steps), warmup_steps=iterations(self.warmup_steps),
+            lr_milestones=tuple(iterations(m) for m in self.lr_milestones))
 
 
 @dataclasses.dataclass(frozen=True)
-class PruningConfig:
-    """How each IMP round chooses what to remove: rates or schedule, scope, criterion, structure.
+class PruningConfig(Settings):
+    """How each round chooses what to remove: rates or schedule, scope, criterion, structure.
 
     With schedule='geometric' (IMP) each round removes `fraction` of the
     remaining units of each tensor (`conv_fraction` for convolution kernels,
-    `output_fraction` for the output layer). 'polynomial' and 'constant' are
-    TF-MOT's PolynomialDecay and ConstantSparsity with rounds as steps,
-    reaching `final_sparsity`; `schedule` may also be any
-    tfmot.sparsity.keras.PruningSchedule instance.
+    `output_fraction` for the output layer, by default fraction / 2).
+    'polynomial' and 'constant' are TF-MOT's PolynomialDecay and
+    ConstantSparsity with rounds as steps, reaching `final_sparsity`;
+    `schedule` may also be any tfmot.sparsity.keras.PruningSchedule instance.
+    Layers named in `dense_layers` are never pruned (the binaries do not wrap them).
     """
-    fraction: float = 0.2
-    output_fraction: float = 0.1
-    conv_fraction: float | None = None
-    scope: str = "layer"
-    criterion: str = "magnitude"
-    structure: str = "unstructured"
-    structure_norm: str = "l1"
-    block_shape: tuple = (1, 4)
-    block_pooling: str = "avg"
-    n_of_m: tuple = (2, 4)
-    schedule: object = "geometric"
-    final_sparsity: float = 0.9
-    power: float = 3.0
-    exclude: tuple = ()
-    seed: int = 0
+    fraction: float = setting(0.2, "Fraction of the remaining weights pruned per round.", "float",
+                              flag="prune_fraction", check=(_fraction(True), "must be in (0, 1)"))
+    output_fraction: float | None = setting(
+        None, "Rate for the output layer (default: prune_fraction / 2).", "float",
+        flag="output_prune_fraction", check=(_fraction(False), "must be in [0, 1)"))
+    scope: str = setting("layer", "How the amount is spread over tensors.", "str", flag="prune_scope",
+                         choices=pruning.SCOPES)
+    criterion: str = setting("magnitude", "Which units go first.", "str", flag="prune_criterion",
+                             choices=pruning.CRITERIA)
+    dense_layers: tuple = setting((), "Layer names never wrapped or pruned.", "strs", flag="exclude")
+    conv_fraction: float | None = setting(
+        None, "Rate for convolution kernels (default: --prune_fraction).", "float",
+        flag="conv_prune_fraction", check=(_fraction(False), "must be in [0, 1)"))
+    schedule: object = setting(
+        "geometric", "geometric (IMP: --prune_fraction of what remains per round), or TF-MOT's "
+        "polynomial / constant sparsity with rounds as steps (from Python, also any TF-MOT "
+        "PruningSchedule).", "str", choices=schedules.SCHEDULES)
+    final_sparsity: float = setting(0.9, "Target sparsity of the polynomial and constant schedules.",
+                                    "float", check=(_fraction(True), "must be in (0, 1)"))
+    power: float = setting(3.0, "Exponent of the polynomial schedule.", "float",
+                           check=(lambda v: v > 0, "must be > 0"))
+    structure: str = setting("unstructured", "What a unit is.", "str",
+                             choices=pruning.STRUCTURES)
+    structure_norm: str = setting("l1", "The norm that ranks neurons, filters and channels.", "str",
+                                  choices=pruning.STRUCTURE_NORMS)
+    block_shape: tuple = setting((1, 4), "Block size over the [fan_in, out] kernel view, e.g. 1x4.",
+                                 "shape", check=(lambda v: len(v) == 2 and all(
+                                     isinstance(b, int) and b > 0 for b in v),
+                                     "must be two positive sizes like 1x4"))
+    block_pooling: str = setting("avg", "Magnitude of a block.", "str",
+                                 choices=pruning.BLOCK_POOLINGS)
+    n_of_m: tuple = setting((2, 4), "N,M: keep N of every M consecutive input weights, e.g. 2,4.",
+                            "ints", check=(lambda v: len(v) == 2 and 0 < v[0] < v[1],
+                                           "must be N,M with 0 < N < M"))
+    seed: int = setting(0, "Seed of the random criterion (the experiment's --seed).", "int", flag=False)
+
+    def check(self):
+        if self.scope != "layer" and not pruning.STRUCTURES.get(self.structure).global_scope:
+            allowed = [s for s in pruning.STRUCTURES.names() if pruning.STRUCTURES.get(s).global_scope]
+            self.fail("scope", f"{self.scope} scope compares scores across tensors, which only makes "
+                               f"sense for structure {' or '.join(allowed)} (structure is "
+                               f"{self.structure})")
+
+    @property
+    def output_rate(self):
+        """The output layer's rate: as given, or half of fraction (the paper's rule)."""
+        return self.fraction / 2 if self.output_fraction is None else self.output_fraction
 
     def fractions(self, keys, output_key=None, conv_keys=()):
         """{key: rate} for the masked weights `keys` (geometric schedule)."""
-        exclude, conv_keys = set(self.exclude), set(conv_keys)
+        dense, conv_keys = set(self.dense_layers), set(conv_keys)
         conv = self.fraction if self.conv_fraction is None else self.conv_fraction
-        return {key: self.output_fraction if key == output_key else conv if key in conv_keys
+        return {key: self.output_rate if key == output_key else conv if key in conv_keys
                 else self.fraction
-                for key in keys if key.split("/")[0] not in exclude}
+                for key in keys if key.split("/")[0] not in dense}
 
     def structures(self, keys, output_key=None):
         """{key: structure}; the output layer's units are classes, so neuron/filter prune it weight by weight."""
@@ -99,253 +194,173 @@ class PruningConfig:
         return {key: "unstructured" if unit_structure and key == output_key else self.structure
                 for key in keys}
 
-
-def _steps(value, field):
-    """An iteration count as an int, or an epoch count kept as a string like '160ep'."""
-    if isinstance(value, bool):
-        raise ConfigError(field, f"must be a number of iterations or epochs, got {value!r}")
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower()
-    try:
-        if text.endswith("ep"):
-            if float(text[:-2]) < 0:
-                raise ValueError
-            return text
-        return int(text[:-2] if text.endswith("it") else text)
-    except ValueError:
-        raise ConfigError(field, f"must be iterations (500 or 500it) or epochs (160ep), got {value!r}") from None
+    def structure_options(self):
+        """The options every structure is built from."""
+        return {"structure_norm": self.structure_norm, "block_shape": self.block_shape,
+                "block_pooling": self.block_pooling}
 
 
-def _positive(steps):
-    return float(steps[:-2]) > 0 if isinstance(steps, str) else steps > 0
+@dataclasses.dataclass(frozen=True)
+class LotteryConfig(Settings):
+    """The IMP rounds: how many, what the survivors are reset to, and what runs beside them."""
+    rounds: int = setting(12, "Pruning rounds after the dense round 0.", "int",
+                          check=(lambda v: v >= 0, "must be >= 0"))
+    reset: str = setting("init", "init (theta_0) or rewind (theta_k).", "str", choices=RESETS)
+    rewind_step: int = setting(0, "k for --reset=rewind, in iterations (500) or epochs (2ep).", "steps")
+    initial_mask: str | None = setting(
+        None, "An .npz of 0/1 masks (e.g. a round's mask.npz) that round 0 starts from.", "str")
+    controls: tuple = setting((), "Controls to train on the same masks after the IMP rounds.", "strs",
+                              choices=controls.CONTROLS, result=False)
+    replicates: int = setting(1, "Independent runs with seeds seed, seed+1, ... (one folder each).",
+                              "int", check=(lambda v: v >= 1, "must be >= 1"), result=False)
+
+    def check(self):
+        if self.reset != "rewind" and self.rewind_step != 0:
+            self.fail("rewind_step", "is only used with --reset=rewind")
 
 
-class ConfigError(ValueError):
-    """An invalid setting; `field` names the setting (and the flag of the same name)."""
+@dataclasses.dataclass(frozen=True)
+class RunConfig(Settings):
+    """Seed, numerics, devices and where results go."""
+    seed: int = setting(0, "Seed of initialisation, hold-out and pruning.", "int",
+                        check=(lambda v: v >= 0, "must be >= 0"))
+    precision: str = setting("float32", "float32, mixed_float16 (with loss scaling) or "
+                             "mixed_bfloat16.", "str", choices=PRECISIONS)
+    strategy: str = setting("default", "default, mirrored (all local devices), multi_worker "
+                            "(TF_CONFIG) or tpu.", "str", choices=STRATEGIES, result=False)
+    tpu: str | None = setting(None, "TPU name or grpc:// address for --strategy=tpu.", "str",
+                              result=False)
+    deterministic: bool = setting(True, "Deterministic TensorFlow ops.", "bool", result=False)
+    on_nan: str = setting("stop", "On a non-finite loss: stop (exit 1) or skip_round (record it, go "
+                          "on).", "str", choices=ON_NAN, result=False)
+    root_dir: str = setting("experiments", "Parent folder of auto-named experiment folders.", "str",
+                            result=False)
+    experiment_dir: str | None = setting(None, "Explicit experiment folder (overrides --root_dir).",
+                                         "str", result=False)
 
-    def __init__(self, field, message):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+
+# The order of the groups is the order of the flags in --help and of config.json.
+GROUPS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
+          "pruning": PruningConfig, "lottery": LotteryConfig, "run": RunConfig}
+
+
+def _flat_index():
+    """{flat name: (group, field)} over every group."""
+    return {flag_name(f): (group, f) for group, cls in GROUPS.items() for f in flag_fields(cls)}
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """One experiment: data, model, pruning, reset, training and folder settings."""
-    model: str = "lenet"
-    hidden: tuple = (300, 100)
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    validation_size: int = 5000
-    image_size: int = 224
-    rounds: int = 12
-    prune_fraction: float = 0.2
-    output_prune_fraction: float | None = None
-    prune_scope: str = "layer"
-    prune_criterion: str = "magnitude"
-    exclude: tuple = ()
-    conv_prune_fraction: float | None = None
-    schedule: str = "geometric"
-    final_sparsity: float = 0.9
-    power: float = 3.0
-    structure: str = "unstructured"
-    structure_norm: str = "l1"
-    block_shape: tuple = (1, 4)
-    block_pooling: str = "avg"
-    n_of_m: tuple = (2, 4)
-    initial_mask: str | None = None
-    controls: tuple = ()
-    replicates: int = 1
-    reset: str = "init"
-    rewind_step: int = 0
-    train_steps: int = 50000
-    batch_size: int = 60
-    optimizer: str = "adam"
-    learning_rate: float = 1.2e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    lr_milestones: tuple = ()
-    lr_gamma: float = 0.1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    augment: bool = False
-    eval_every: int = 100
-    eval_batch_size: int = 5000
-    checkpoint_every: int = 1000
-    steps_per_call: int = 100
-    jit_compile: bool | None = None  # None: XLA unless a convolutional network on CPU
-    precision: str = "float32"
-    strategy: str = "default"
-    tpu: str | None = None
-    seed: int = 0
-    data_seed: int | None = None
-    deterministic: bool = True
-    on_nan: str = "stop"
-    root_dir: str = "experiments"
-    experiment_dir: str | None = None
+    """One experiment: the six groups of settings; flat names (flags, config.json) map onto them."""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    pruning: PruningConfig = PruningConfig()
+    lottery: LotteryConfig = LotteryConfig()
+    run: RunConfig = RunConfig()
 
     def __post_init__(self):
-        for name in ("hidden", "exclude", "lr_milestones", "block_shape", "n_of_m", "controls"):
-            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
-        for name in ("train_steps", "rewind_step", "warmup_steps"):
-            object.__setattr__(self, name, _steps(getattr(self, name), name))
-        object.__setattr__(self, "lr_milestones",
-                           tuple(_steps(m, "lr_milestones") for m in self.lr_milestones))
-        self.validate()
+        for group, cls in GROUPS.items():
+            if not isinstance(getattr(self, group), cls):
+                raise TypeError(f"ExperimentConfig.{group} must be a {cls.__name__}")
+        lottery, training = self.lottery, self.training
+        if "one_shot" in lottery.controls and self.pruning.structure == "n_of_m":
+            raise ConfigError("controls", "one_shot cannot reach an N:M pattern at a given density; "
+                                          f"drop it or the n_of_m structure, got {lottery.controls!r}")
+        if isinstance(training.train_steps, int) and isinstance(lottery.rewind_step, int) and not (
+                0 <= lottery.rewind_step <= training.train_steps):
+            raise ConfigError("rewind_step", f"must be in [0, train_steps={training.train_steps}], "
+                                             f"got {lottery.rewind_step!r}")
+
+    @classmethod
+    def from_flat(cls, values=None, **more):
+        """The config of flat values {flag name: value} (e.g. config.json); unknown names are a ConfigError."""
+        values = {**(values or {}), **more}
+        index = _flat_index()
+        unknown = sorted(set(values) - set(index))
+        if unknown:
+            raise ConfigError(unknown[0], "unknown setting")
+        groups = {group: {} for group in GROUPS}
+        for name, value in values.items():
+            group, field = index[name]
+            groups[group][field.name] = value
+        built = {}
+        for group, kwargs in groups.items():
+            try:
+                built[group] = GROUPS[group](**kwargs)
+            except TypeError as error:
+                raise ConfigError(group, str(error)) from None
+        return cls(**built)
+
+    from_dict = from_flat
+
+    def flat(self):
+        """{flag name: JSON-ready value} over every group (what config.json holds)."""
+        values = {}
+        for group in GROUPS:
+            values.update(getattr(self, group).flat())
+        return values
+
+    to_dict = flat
+
+    def replace(self, **values):
+        """A copy with flat values replaced (checked like a new config)."""
+        return ExperimentConfig.from_flat({**self.flat(), **values})
 
     def in_iterations(self, train_examples):
         """A copy with every step count given in epochs ('160ep') turned into iterations.
 
         An epoch is ceil(train_examples / batch_size) iterations.
         """
-        per_epoch = -(-train_examples // self.batch_size)
+        per_epoch = -(-train_examples // self.training.batch_size)
 
         def iterations(value):
             return round(float(value[:-2]) * per_epoch) if isinstance(value, str) else value
 
         return dataclasses.replace(
-            self, train_steps=iterations(self.train_steps), rewind_step=iterations(self.rewind_step),
-            warmup_steps=iterations(self.warmup_steps),
-            lr_milestones=tuple(iterations(m) for m in self.lr_milestones))
+            self, training=self.training.in_iterations(iterations),
+            lottery=dataclasses.replace(self.lottery, rewind_step=iterations(self.lottery.rewind_step)))
 
-    def validate(self):
-        """Raises ConfigError naming the first invalid field."""
-        def check(ok, field, message):
-            if not ok:
-                raise ConfigError(field, f"{message}, got {getattr(self, field)!r}")
+    def resolved_training(self):
+        """The TrainingConfig with the data order seed resolved (default: the run's seed)."""
+        if self.training.data_seed is not None:
+            return self.training
+        return dataclasses.replace(self.training, data_seed=self.run.seed)
 
-        check(self.model in MODELS, "model", f"must be one of {', '.join(MODELS)}")
-        check(self.dataset in data.DATASETS, "dataset", f"must be one of {', '.join(data.DATASETS)}")
-        check(bool(self.hidden) and all(isinstance(w, int) and w > 0 for w in self.hidden),
-              "hidden", "must be positive layer widths")
-        check(self.validation_size >= 0, "validation_size", "must be >= 0")
-        check(self.image_size == 224 or (self.dataset == data.IMAGENET and self.image_size >= 32),
-              "image_size", f"must be >= 32 and only applies to {data.IMAGENET}")
-        check(self.rounds >= 0, "rounds", "must be >= 0")
-        check(0 < self.prune_fraction < 1, "prune_fraction", "must be in (0, 1)")
-        check(self.output_prune_fraction is None or 0 <= self.output_prune_fraction < 1,
-              "output_prune_fraction", "must be in [0, 1)")
-        check(self.prune_scope in SCOPES, "prune_scope",
-              f"must be one of {', '.join(SCOPES)}")
-        check(self.prune_criterion in CRITERIA, "prune_criterion",
-              f"must be one of {', '.join(CRITERIA)}")
-        check(self.conv_prune_fraction is None or 0 <= self.conv_prune_fraction < 1,
-              "conv_prune_fraction", "must be in [0, 1)")
-        check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        check(0 < self.final_sparsity < 1, "final_sparsity", "must be in (0, 1)")
-        check(self.power > 0, "power", "must be > 0")
-        check(self.structure in STRUCTURES, "structure", f"must be one of {', '.join(STRUCTURES)}")
-        check(self.structure_norm in STRUCTURE_NORMS, "structure_norm",
-              f"must be one of {', '.join(STRUCTURE_NORMS)}")
-        check(len(self.block_shape) == 2 and all(isinstance(b, int) and b > 0 for b in self.block_shape),
-              "block_shape", "must be two positive sizes like 1x4")
-        check(self.block_pooling in BLOCK_POOLINGS, "block_pooling",
-              f"must be one of {', '.join(BLOCK_POOLINGS)}")
-        check(len(self.n_of_m) == 2 and all(isinstance(v, int) for v in self.n_of_m)
-              and 0 < self.n_of_m[0] < self.n_of_m[1], "n_of_m", "must be N,M with 0 < N < M")
-        check(self.prune_scope == "layer" or self.structure in GLOBAL_STRUCTURES, "prune_scope",
-              f"global scope compares scores across tensors, which only makes sense for "
-              f"structure {' or '.join(GLOBAL_STRUCTURES)} (structure is {self.structure})")
-        check(all(c in CONTROLS for c in self.controls), "controls",
-              f"must be names from {', '.join(CONTROLS)}")
-        check(not ("one_shot" in self.controls and self.structure == "n_of_m"), "controls",
-              "one_shot cannot reach an N:M pattern at a given density; drop it or the n_of_m structure")
-        check(self.replicates >= 1, "replicates", "must be >= 1")
-        check(self.reset in RESETS, "reset", f"must be one of {', '.join(RESETS)}")
-        iterations = all(isinstance(v, int) for v in
-                         (self.train_steps, self.rewind_step, self.warmup_steps, *self.lr_milestones))
-        check(_positive(self.train_steps), "train_steps", "must be > 0")
-        check(not iterations or 0 <= self.rewind_step <= self.train_steps, "rewind_step",
-              f"must be in [0, train_steps={self.train_steps}]")
-        check(self.reset == "rewind" or self.rewind_step == 0, "rewind_step",
-              "is only used with --reset=rewind")
-        check(not iterations or 0 <= self.warmup_steps <= self.train_steps, "warmup_steps",
-              f"must be in [0, train_steps={self.train_steps}]")
-        check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        check(self.batch_size > 0, "batch_size", "must be > 0")
-        check(self.optimizer in OPTIMIZERS, "optimizer",
-              f"must be one of {', '.join(OPTIMIZERS)}")
-        check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        check(not iterations or (all(0 < m < self.train_steps for m in self.lr_milestones)
-                                 and list(self.lr_milestones) == sorted(set(self.lr_milestones))),
-              "lr_milestones", "must be increasing iterations inside (0, train_steps)")
-        check(0 < self.lr_gamma <= 1, "lr_gamma", "must be in (0, 1]")
-        check(self.eval_every > 0, "eval_every", "must be > 0")
-        check(self.eval_batch_size > 0, "eval_batch_size", "must be > 0")
-        check(self.checkpoint_every > 0, "checkpoint_every", "must be > 0")
-        check(self.steps_per_call > 0, "steps_per_call", "must be > 0")
-        check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-        check(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
-        check(self.seed >= 0, "seed", "must be >= 0")
-        check(self.data_seed is None or self.data_seed >= 0, "data_seed", "must be >= 0")
-        check(self.on_nan in ON_NAN, "on_nan", f"must be one of {', '.join(ON_NAN)}")
-
-    @property
-    def resolved_output_prune_fraction(self):
-        """The output layer's rate: as given, or half of prune_fraction (the paper's rule)."""
-        if self.output_prune_fraction is None:
-            return self.prune_fraction / 2
-        return self.output_prune_fraction
-
-    def training(self):
-        """The TrainingConfig part (step counts must be in iterations: see in_iterations)."""
-        return TrainingConfig(
-            train_steps=self.train_steps, batch_size=self.batch_size, optimizer=self.optimizer,
-            learning_rate=self.learning_rate, momentum=self.momentum, nesterov=self.nesterov,
-            lr_milestones=self.lr_milestones, lr_gamma=self.lr_gamma,
-            warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, augment=self.augment,
-            eval_every=self.eval_every, eval_batch_size=self.eval_batch_size,
-            checkpoint_every=self.checkpoint_every, steps_per_call=self.steps_per_call,
-            jit_compile=self.jit_compile,
-            data_seed=self.seed if self.data_seed is None else self.data_seed)
-
-    def pruning(self):
-        """The PruningConfig part."""
-        return PruningConfig(
-            fraction=self.prune_fraction, output_fraction=self.resolved_output_prune_fraction,
-            conv_fraction=self.conv_prune_fraction, scope=self.prune_scope,
-            criterion=self.prune_criterion, structure=self.structure,
-            structure_norm=self.structure_norm, block_shape=self.block_shape,
-            block_pooling=self.block_pooling, n_of_m=self.n_of_m, schedule=self.schedule,
-            final_sparsity=self.final_sparsity, power=self.power, exclude=self.exclude,
-            seed=self.seed)
-
-    def to_dict(self):
-        """All fields as JSON-ready values."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values):
-        """Inverse of to_dict; unknown keys are a ConfigError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(unknown[0], "unknown setting")
-        return cls(**values)
+    def resolved_pruning(self):
+        """The PruningConfig with the run's seed (for the random criterion)."""
+        return dataclasses.replace(self.pruning, seed=self.run.seed)
 
     def result_fields(self):
-        """The fields that change results (the ones the hash and the resume check use)."""
-        defaults = ExperimentConfig.__dataclass_fields__
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_RESULT_FIELDS
-                and not (k in LATER_FIELDS and v == defaults[k].default)}
+        """The flat values that change results (the ones the hash and the resume check use)."""
+        values = {}
+        for group, cls in GROUPS.items():
+            settings = getattr(self, group)
+            flat = settings.flat()
+            for field in flag_fields(cls):
+                name = flag_name(field)
+                if not field.metadata["result"]:
+                    continue
+                if field.metadata["later"] and getattr(settings, field.name) == field.default:
+                    continue
+                values[name] = flat[name]
+        return values
 
     def config_hash(self):
         """A short stable hash of result_fields()."""
         text = json.dumps(self.result_fields(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
-    def name(self, kind="imp"):
-        """Readable folder name: kind, model, dataset, reset and the hash."""
-        parts = [kind, self.model, self.dataset]
-        if kind == "imp":
-            parts.append(self.reset if self.reset == "init" else f"rewind{self.rewind_step}")
+    def name(self, program="imp"):
+        """Readable folder name: program (imp or train), model, dataset, reset and the hash."""
+        parts = [program, self.model.name, self.data.dataset]
+        if program == "imp":
+            lottery = self.lottery
+            parts.append(lottery.reset if lottery.reset == "init" else f"rewind{lottery.rewind_step}")
         return "_".join(parts + [self.config_hash()])
 
-    def directory(self, kind="imp"):
-        """experiment_dir if set, else root_dir/name(kind)."""
-        if self.experiment_dir:
-            return pathlib.Path(self.experiment_dir)
-        return pathlib.Path(self.root_dir) / self.name(kind)
+    def directory(self, program="imp"):
+        """experiment_dir if set, else root_dir/name(program)."""
+        if self.run.experiment_dir:
+            return pathlib.Path(self.run.experiment_dir)
+        return pathlib.Path(self.run.root_dir) / self.name(program)

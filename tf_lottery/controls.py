@@ -1,4 +1,4 @@
-"""The paper's controls, trained on the masks of a finished IMP experiment.
+"""The paper's controls as branches of the round loop, one registered class each.
 
 - random_reinit: round r's mask, weights from a fresh draw of the initialiser.
 - random_prune: a random mask with round r's per-tensor counts (of units, for
@@ -6,120 +6,144 @@
 - one_shot: pruned in one step from the trained round-0 weights to round r's
   per-tensor sparsity, then reset to the reset point.
 
-Each control's rounds live in `controls/NAME/round_XX` with the same files as
-the IMP rounds, and its records go to summary.json under `controls.NAME`;
-finished control rounds are not retrained.
+Each control trains IMP rounds 1..R into `controls/NAME/round_XX` with the
+same files as the IMP rounds, and its records go to summary.json under
+`controls.NAME`. A new control is one `@CONTROLS.register(name)` class.
 """
 
-import pathlib
+import numpy as np
+from etils import epy
 
-import tensorflow as tf
-from absl import logging
-
-from tf_lottery import atomic
-from tf_lottery import imp
-from tf_lottery import model_ops
-from tf_lottery import pruning
 from tf_lottery import results
-from tf_lottery import tensorboard
-from tf_lottery import training
-from tf_lottery.config import CONTROLS
+from tf_lottery import rounds as round_loop
+from tf_lottery.registry import Registry
 
-# Seeds of the controls' random draws, offset from the experiment's seed.
+with epy.lazy_imports():  # config reads the registry before TensorFlow may load
+    from tf_lottery import model_ops
+    from tf_lottery import pruning
+    from tf_lottery import training
+    from tf_lottery.results import checkpoints
+
+CONTROLS = Registry("control")
+
+# Bases of the controls' random draws, offset by the experiment's seed and the round.
 _REINIT_SEED = 10_000
 _RANDOM_MASK_SEED = 20_000
 
 
-def _main_mask(experiment_dir, round_index):
-    path = results.round_dir(experiment_dir, round_index) / "mask.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: round {round_index} of the IMP experiment is not finished; "
-                                "run its rounds before the controls")
-    return atomic.read_npz(path)
+def draw_seed(base, seed, round_index):
+    """The seed of a control's draw for (experiment seed, round), distinct for every pair.
+
+    Rounds below 100 keep the seeds of results written before: base + 100 *
+    seed + round. Later rounds take seeds from 2**30 up (rounds < 4096),
+    which base + 100 * seed + round never reaches for seeds below 10 million.
+    """
+    if round_index < 100:
+        return base + 100 * seed + round_index
+    return (1 << 30) + ((base // 10_000) << 26) + (seed << 12) + round_index
 
 
-def _pruning_options(pruning_config):
-    return {"structure_norm": pruning_config.structure_norm,
-            "block_shape": pruning_config.block_shape,
-            "block_pooling": pruning_config.block_pooling}
+class Control(round_loop.Branch):
+    """A control: trains IMP rounds 1..R of the experiment with another mask or other weights."""
+
+    first_round = 1
+
+    def imp_mask(self, round_index):
+        """The mask of IMP round `round_index`, which must be finished."""
+        directory = results.round_dir(self.context.experiment_dir, round_index)
+        if not results.is_finished(directory):
+            raise FileNotFoundError(f"{directory}: round {round_index} of the IMP experiment is not "
+                                    "finished; run its rounds before the controls")
+        return results.read_masks(results.mask_path(directory), "controls")
+
+    def from_trained_dense(self, masks_from_weights, round_index):
+        """Round 0's trained weights with the masks `masks_from_weights(model)` gives, then reset."""
+        context = self.context
+        checkpoints.restore_model(context.model, results.round_dir(context.experiment_dir, 0))
+        model_ops.set_masks(context.model, masks_from_weights(context.model))
+        context.reset_point.restore()
 
 
-def _random_mask(mask, structures, pruning_config, seed):
-    return {k: v.numpy() for k, v in pruning.random_like(
-        mask, seed=seed, structure=structures, **_pruning_options(pruning_config)).items()}
+@CONTROLS.register("random_reinit", help="IMP's mask, weights from a fresh draw of the initialiser")
+class RandomReinit(Control):
+    """IMP's mask of round r on a fresh draw of the initialiser."""
+
+    def __init__(self, context, name):
+        super().__init__(context, name)
+        if context.build_model is None:
+            raise ValueError("random_reinit needs build_model(seed) to draw fresh weights")
+        self._model = self._trainer = None
+
+    def _draw(self, round_index):
+        return self.context.build_model(
+            draw_seed(_REINIT_SEED, self.context.pruning_config.seed, round_index))
+
+    def model_for(self, round_index):
+        # One model and Trainer for all rounds: each round's draw is copied in, so the
+        # compiled step and the in-memory data are not rebuilt per round.
+        if self._model is None:
+            context = self.context
+            with context.strategy.scope():
+                self._model = model_ops.wrap_like(self._draw(round_index), context.model)
+            self._trainer = training.Trainer(self._model, context.splits, context.training_config,
+                                             context.strategy)
+        return self._model, self._trainer
+
+    def start(self, round_index, records):
+        with self.context.strategy.scope():
+            model_ops.copy_weights(self._draw(round_index), self._model)
+        model_ops.set_masks(self._model, self.imp_mask(round_index))
 
 
-def _one_shot_mask(model, mask, structures, pruning_config):
-    densities = {k: pruning.unit_density(mask[k], structures[k], **_pruning_options(pruning_config))
-                 for k in mask}
-    ones = {k: tf.ones_like(v) for k, v in model_ops.get_masks(model).items()}
-    new = pruning.prune(model_ops.get_weights(model, effective=False), ones, densities=densities,
-                        scope=pruning_config.scope, structure=structures,
-                        **_pruning_options(pruning_config))
-    return {k: v.numpy() for k, v in new.items()}
+@CONTROLS.register("random_prune", help="a random mask with IMP's per-tensor counts, from the reset point")
+class RandomPrune(Control):
+    """A random mask with the per-tensor unit counts of IMP's round r, from the reset point."""
+
+    def start(self, round_index, records):
+        config = self.context.pruning_config
+        seed = draw_seed(_RANDOM_MASK_SEED, config.seed, round_index)
+        masks = pruning.random_like(self.imp_mask(round_index), seed=seed,
+                                    structure=self.context.structures(), **config.structure_options())
+        self.from_trained_dense(lambda model: {k: v.numpy() for k, v in masks.items()}, round_index)
+
+
+@CONTROLS.register("one_shot", help="round 0's trained weights pruned at once to IMP's sparsity, then reset")
+class OneShot(Control):
+    """Round 0's trained weights pruned in one step to round r's per-tensor sparsity, then reset."""
+
+    def start(self, round_index, records):
+        config, structures = self.context.pruning_config, self.context.structures()
+        target = self.imp_mask(round_index)
+        options = config.structure_options()
+        densities = {k: pruning.unit_density(target[k], structures[k], **options) for k in target}
+
+        def one_shot(model):
+            weights = model_ops.raw_weights(model)
+            ones = {k: np.ones_like(v) for k, v in model_ops.get_masks(model).items()}
+            new = pruning.prune(weights, ones, densities=densities, scope=config.scope,
+                                structure=structures, **options)
+            return {k: v.numpy() for k, v in new.items()}
+
+        self.from_trained_dense(one_shot, round_index)
 
 
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,
-                 build_model=None, on_nan="stop", strategy=None):
+                 build_model=None, on_nan="stop", strategy=None, context=None):
     """Trains each control in `names` for IMP rounds 1..rounds; returns {name: records}.
 
     `model` is the wrapped model of the experiment (its variables are
-    overwritten); `build_model(seed)` returns a fresh unwrapped model for
-    random_reinit.
+    overwritten); `build_model(seed)` returns a fresh unwrapped model of the
+    same architecture for random_reinit, which wraps it like `model`.
+    `context` (from rounds.make_context) reuses the experiment's Trainer.
     """
-    unknown = sorted(set(names) - set(CONTROLS))
+    unknown = [name for name in names if name not in CONTROLS]
     if unknown:
-        raise ValueError(f"unknown controls {', '.join(unknown)}; choose from {', '.join(CONTROLS)}")
-    if "random_reinit" in names and build_model is None:
-        raise ValueError("random_reinit needs build_model(seed) to draw fresh weights")
-    experiment_dir = pathlib.Path(experiment_dir)
-    keys = [key for key, _, _ in model_ops.masked_weights(model)]
-    structures = pruning_config.structures(keys, model_ops.output_key(model))
-    reset_point = imp.ResetPoint(model, experiment_dir)
-    strategy = strategy or tf.distribute.get_strategy()
-    trainer = training.Trainer(model, splits, training_config, strategy)
-    reinit_model = reinit_trainer = None
-    all_records = {}
-    for name in names:
-        records = []
-        for r in range(1, rounds + 1):
-            directory = results.round_dir(results.control_dir(experiment_dir, name), r)
-            if (directory / "metrics.json").exists():
-                records.append(atomic.read_json(directory / "metrics.json"))
-                continue
-            started = tf.train.latest_checkpoint(str(directory / "ckpt")) is not None
-            mask = _main_mask(experiment_dir, r)
-            round_model, round_trainer = model, trainer
-            if name == "random_reinit":
-                with strategy.scope():
-                    fresh = build_model(_REINIT_SEED + 100 * pruning_config.seed + r)
-                    if reinit_model is None:
-                        reinit_model = model_ops.wrap(fresh)
-                        # One model and Trainer for all rounds: each round's draw is copied in,
-                        # so the compiled step and the in-memory data are not rebuilt per round.
-                        reinit_trainer = training.Trainer(reinit_model, splits, training_config, strategy)
-                    else:
-                        model_ops.copy_weights(fresh, reinit_model)
-                round_model, round_trainer = reinit_model, reinit_trainer
-                if not started:
-                    model_ops.set_masks(round_model, mask)
-            elif not started:
-                imp.restore_model(model, results.round_dir(experiment_dir, 0))
-                if name == "random_prune":
-                    seed = _RANDOM_MASK_SEED + 100 * pruning_config.seed + r
-                    model_ops.set_masks(model, _random_mask(mask, structures, pruning_config, seed))
-                else:
-                    model_ops.set_masks(model, _one_shot_mask(model, mask, structures, pruning_config))
-                reset_point.restore()
-            record = imp.train_round(
-                round_trainer, round_model, directory, r, name=f"{name} round {r}",
-                on_nan=on_nan, on_stop=lambda rec: results.update_summary(
-                    experiment_dir, records + [rec], control=name))
-            records.append(record)
-            results.update_summary(experiment_dir, records, control=name)
-            if not record.get("failed"):
-                tensorboard.log_round(experiment_dir, r, training_config, control=name)
-                logging.info("%s round %d: %.2f%% remaining, test accuracy %.4f", name, r,
-                             100 * record["remaining_fraction"], record["early_stop_test_accuracy"])
-        all_records[name] = records
-    return all_records
+        raise ValueError(f"unknown controls {', '.join(unknown)}; choose from "
+                         f"{', '.join(CONTROLS.names())}")
+    if context is None:
+        context = round_loop.make_context(
+            model, splits, rounds=rounds, training_config=training_config,
+            pruning_config=pruning_config, experiment_dir=experiment_dir, on_nan=on_nan,
+            strategy=strategy, build_model=build_model)
+    branches = [CONTROLS.get(name)(context, name) for name in names]
+    return {branch.name: round_loop.run_branch(branch) for branch in branches}

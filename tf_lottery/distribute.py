@@ -7,7 +7,8 @@ import socket
 import keras
 import tensorflow as tf
 
-from tf_lottery.config import ConfigError
+from tf_lottery import results
+from tf_lottery.settings import ConfigError
 
 
 def set_precision(precision):
@@ -69,4 +70,4 @@ def worker_directory(directory, strategy):
     chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
     if chief:
         return pathlib.Path(directory)
-    return pathlib.Path(directory) / "workers" / f"{task_type}_{task_id}"
+    return results.worker_dir(directory, task_type, task_id)

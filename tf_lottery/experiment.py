@@ -1,25 +1,37 @@
-"""Runs an ExperimentConfig: checks its folder and data, then builds the model and calls IMP or training.
+"""Runs an ExperimentConfig: checks its folder and data, then builds the model and runs IMP, controls or training.
 
 `prepare` does every check that can fail on bad input without importing
-TensorFlow; `run_imp` and `run_training` do the work.
+TensorFlow (TensorFlow and the modules that need it load lazily, on first
+use by `run_imp`, `run_controls` and `run_training`).
 """
 
 import dataclasses
 import pathlib
 
-import numpy as np
+from absl import logging
+from etils import epy
 
-from tf_lottery import atomic
 from tf_lottery import data
 from tf_lottery import results
-from tf_lottery.config import ConfigError, ExperimentConfig
+from tf_lottery.config import ExperimentConfig
+from tf_lottery.settings import ConfigError
+
+with epy.lazy_imports():
+    from tf_lottery import controls
+    from tf_lottery import distribute
+    from tf_lottery import imp
+    from tf_lottery import model_ops
+    from tf_lottery import models
+    from tf_lottery import rounds
+    from tf_lottery import training
+    from tf_lottery.results import checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-    """A validated config with its experiment folder (not yet written), data and initial masks."""
+    """A checked config with its experiment folder (not yet written), data and initial masks."""
     config: ExperimentConfig
-    kind: str
+    program: str
     directory: pathlib.Path
     splits: data.Splits
     initial_mask: dict | None = None
@@ -28,18 +40,17 @@ class Prepared:
 def _differing_fields(config, saved):
     current = config.result_fields()
     try:
-        previous = ExperimentConfig.from_dict(saved).result_fields()
+        previous = ExperimentConfig.from_flat(saved).result_fields()
     except (ConfigError, TypeError):
         return ["config.json (unreadable)"]
     return sorted(k for k in current if current[k] != previous.get(k))
 
 
-def check_directory(config, kind):
+def check_directory(config, program):
     """Returns the experiment folder; refuses one whose config.json differs in a result field."""
-    directory = config.directory(kind)
-    config_path = directory / "config.json"
-    if config_path.exists():
-        differing = _differing_fields(config, atomic.read_json(config_path))
+    directory = config.directory(program)
+    if results.config_path(directory).exists():
+        differing = _differing_fields(config, results.read_config(directory))
         if differing:
             raise ConfigError(
                 "experiment_dir",
@@ -50,66 +61,55 @@ def check_directory(config, kind):
     return directory
 
 
-def read_mask_file(path):
-    """{key: 0/1 float32 array} from an .npz mask file (e.g. a round's mask.npz)."""
-    try:
-        masks = atomic.read_npz(path)
-    except (OSError, ValueError) as error:
-        raise ConfigError("initial_mask", f"{path}: not a readable .npz file ({error})") from None
-    for key, mask in masks.items():
-        if not np.all((mask == 0) | (mask == 1)):
-            raise ConfigError("initial_mask", f"{path}: '{key}' holds values other than 0 and 1")
-    return {key: mask.astype(np.float32) for key, mask in masks.items()}
-
-
-def prepare(config, kind="imp"):
+def prepare(config, program="imp"):
     """Checks the data, the folder and the mask file; raises ConfigError or DataError, writes nothing.
 
     Step counts given in epochs are turned into iterations once the size of
     the training split is known, so '160ep' and its iteration count name the
     same experiment.
     """
-    initial_mask = read_mask_file(config.initial_mask) if config.initial_mask else None
-    splits = data.load(config.dataset, data_dir=config.data_dir,
-                       validation_size=config.validation_size, seed=config.seed,
-                       image_size=config.image_size)
+    mask_file = config.lottery.initial_mask
+    initial_mask = results.read_masks(mask_file, "initial_mask") if mask_file else None
+    splits = data.load(config.data.dataset, data_dir=config.data.data_dir,
+                       validation_size=config.data.validation_size, seed=config.run.seed,
+                       image_size=config.data.image_size)
     config = config.in_iterations(splits.train_size)
-    directory = check_directory(config, kind)
-    return Prepared(config, kind, directory, splits, initial_mask)
+    directory = check_directory(config, program)
+    return Prepared(config, program, directory, splits, initial_mask)
 
 
-def prepare_replicates(config, kind="imp"):
+def prepare_replicates(config, program="imp"):
     """prepare() for each replicate: seeds seed, seed+1, ..., one folder each."""
-    if config.replicates == 1:
-        return [prepare(config, kind)]
+    if config.lottery.replicates == 1:
+        return [prepare(config, program)]
+    experiment_dir = config.run.experiment_dir
     configs = []
-    for i in range(config.replicates):
-        seed = config.seed + i
-        directory = (str(pathlib.Path(config.experiment_dir) / f"seed_{seed}")
-                     if config.experiment_dir else None)
-        configs.append(dataclasses.replace(config, seed=seed, replicates=1, experiment_dir=directory))
-    return [prepare(c, kind) for c in configs]
+    for i in range(config.lottery.replicates):
+        seed = config.run.seed + i
+        directory = str(pathlib.Path(experiment_dir) / f"seed_{seed}") if experiment_dir else None
+        configs.append(config.replace(seed=seed, replicates=1, experiment_dir=directory))
+    return [prepare(c, program) for c in configs]
 
 
 def saved_config(experiment_dir, **overrides):
-    """The ExperimentConfig in `experiment_dir/config.json`, with `overrides` applied."""
+    """The ExperimentConfig in `experiment_dir/config.json`, with flat `overrides` applied."""
     if not experiment_dir:
         raise ConfigError("experiment_dir", "is required")
-    config_path = pathlib.Path(experiment_dir) / "config.json"
+    config_path = results.config_path(experiment_dir)
     if not config_path.is_file():
         raise ConfigError("experiment_dir", f"{config_path} does not exist; is it an experiment folder?")
     try:
-        config = ExperimentConfig.from_dict(atomic.read_json(config_path))
+        config = ExperimentConfig.from_flat(results.read_config(experiment_dir))
     except (TypeError, ValueError) as error:
         raise ConfigError("experiment_dir", f"{config_path} is not a tf_lottery config ({error})") from None
-    return dataclasses.replace(config, experiment_dir=str(experiment_dir), **overrides)
+    return config.replace(experiment_dir=str(experiment_dir), **overrides)
 
 
-def prepare_branch(experiment_dir, controls, data_dir=None):
-    """prepare() for training `controls` in an existing IMP experiment folder."""
-    config = saved_config(experiment_dir, controls=tuple(controls),
+def prepare_branch(experiment_dir, control_names, data_dir=None):
+    """prepare() for training controls in an existing IMP experiment folder."""
+    config = saved_config(experiment_dir, controls=tuple(control_names),
                           **({"data_dir": data_dir} if data_dir else {}))
-    if not config.controls:
+    if not config.lottery.controls:
         raise ConfigError("controls", "name at least one control")
     return prepare(config, "imp")
 
@@ -119,117 +119,112 @@ def load_experiment(experiment_dir, data_dir=None):
     return prepare(saved_config(experiment_dir, **({"data_dir": data_dir} if data_dir else {})), "imp")
 
 
-# TensorFlow is imported in the functions below, once the cheap checks have passed.
+# The functions below use TensorFlow; it loads on first use.
 
 def _runtime(prepared):
     """Seeds, determinism, dtype policy and strategy; returns (strategy, this worker's folder)."""
-    from tf_lottery import distribute
-    from tf_lottery import training
-    config = prepared.config
-    training.configure_runtime(config.seed, config.deterministic)
-    distribute.set_precision(config.precision)
-    strategy = distribute.make_strategy(config.strategy, config.tpu)
+    run = prepared.config.run
+    training.configure_runtime(run.seed, run.deterministic)
+    distribute.set_precision(run.precision)
+    strategy = distribute.make_strategy(run.strategy, run.tpu)
     return strategy, distribute.worker_directory(prepared.directory, strategy)
 
 
-def _model_builder(prepared, strategy):
-    from tf_lottery import models
-    config, splits = prepared.config, prepared.splits
+def model_builder(prepared, strategy):
+    """seed -> the experiment's fresh, unwrapped zoo model, built in the strategy's scope."""
+    model_config, splits = prepared.config.model, prepared.splits
 
     def build(seed):
         with strategy.scope():
-            return models.build(config.model, input_shape=splits.input_shape,
-                                num_classes=splits.num_classes, seed=seed, **_model_options(config))
+            return models.build(model_config.name, input_shape=splits.input_shape,
+                                num_classes=splits.num_classes, seed=seed, **model_config.options())
     return build
 
 
-def _model_options(config):
-    return {"hidden": config.hidden} if config.model == "lenet" else {}
-
-
-def _wrapped_model(prepared, strategy):
-    from tf_lottery import model_ops
+def wrapped_model(prepared, strategy):
+    """The experiment's model at its seed, wrapped (its dense layers left out), initial masks applied."""
     config = prepared.config
     try:
         with strategy.scope():
-            wrapped = model_ops.wrap(_model_builder(prepared, strategy)(config.seed),
-                                     exclude=config.exclude)
+            wrapped = model_ops.wrap(model_builder(prepared, strategy)(config.run.seed),
+                                     exclude=config.pruning.dense_layers)
     except ValueError as error:
         raise ConfigError("exclude", str(error)) from None
     if prepared.initial_mask is not None:
         try:
             model_ops.set_masks(wrapped, prepared.initial_mask)
         except ValueError as error:
-            raise ConfigError("initial_mask", f"{config.initial_mask}: {error}") from None
+            raise ConfigError("initial_mask", f"{config.lottery.initial_mask}: {error}") from None
     return wrapped
+
+
+def _context(prepared):
+    """The round loop's context for the experiment: model, Trainer, configs, folder."""
+    config = prepared.config
+    strategy, directory = _runtime(prepared)
+    context = rounds.make_context(
+        wrapped_model(prepared, strategy), prepared.splits, rounds=config.lottery.rounds,
+        training_config=config.resolved_training(), pruning_config=config.resolved_pruning(),
+        experiment_dir=directory, on_nan=config.run.on_nan, strategy=strategy,
+        build_model=model_builder(prepared, strategy))
+    results.write_config(directory, config)
+    logging.info("experiment folder: %s", directory)
+    return context
 
 
 def run_imp(prepared):
     """Runs (or resumes) IMP, then the configured controls; returns the summary dict."""
-    from absl import logging
-    from tf_lottery import imp
-    config = prepared.config
-    strategy, directory = _runtime(prepared)
-    wrapped = _wrapped_model(prepared, strategy)
-    atomic.write_json(directory / "config.json", config.to_dict())
-    logging.info("experiment folder: %s", directory)
-    imp.run_rounds(
-        wrapped, prepared.splits, rounds=config.rounds, training_config=config.training(),
-        pruning_config=config.pruning(), experiment_dir=directory, reset=config.reset,
-        rewind_step=config.rewind_step, on_nan=config.on_nan, strategy=strategy)
-    if config.controls:
-        _controls(prepared, wrapped, strategy, directory)
-    return results.read_summary(directory)
+    context = _context(prepared)
+    lottery = prepared.config.lottery
+    imp.run_rounds(context.model, prepared.splits, rounds=lottery.rounds,
+                   training_config=context.training_config, pruning_config=context.pruning_config,
+                   experiment_dir=context.experiment_dir, reset=lottery.reset,
+                   rewind_step=lottery.rewind_step, context=context)
+    if lottery.controls:
+        _run_controls(prepared, context)
+    return results.read_summary(context.experiment_dir)
 
 
 def run_controls(prepared):
     """Trains the configured controls in a finished IMP folder; returns the summary dict."""
-    strategy, directory = _runtime(prepared)
-    _controls(prepared, _wrapped_model(prepared, strategy), strategy, directory)
-    return results.read_summary(directory)
+    context = _context(prepared)
+    _run_controls(prepared, context)
+    return results.read_summary(context.experiment_dir)
 
 
-def _controls(prepared, wrapped, strategy, directory):
-    from tf_lottery import controls
-    config = prepared.config
-    atomic.write_json(directory / "config.json", config.to_dict())
+def _run_controls(prepared, context):
     controls.run_controls(
-        wrapped, prepared.splits, names=config.controls, rounds=config.rounds,
-        training_config=config.training(), pruning_config=config.pruning(),
-        experiment_dir=directory, build_model=_model_builder(prepared, strategy),
-        on_nan=config.on_nan, strategy=strategy)
+        context.model, prepared.splits, names=prepared.config.lottery.controls,
+        rounds=context.rounds, training_config=context.training_config,
+        pruning_config=context.pruning_config, experiment_dir=context.experiment_dir,
+        context=context)
 
 
 def run_training(prepared):
     """Trains the dense, unwrapped model of a prepared config once; returns its record."""
-    from tf_lottery import training
     strategy, directory = _runtime(prepared)
-    model = _model_builder(prepared, strategy)(prepared.config.seed)
-    atomic.write_json(directory / "config.json", prepared.config.to_dict())
-    metrics_path = directory / "metrics.json"
-    if metrics_path.exists():
-        return atomic.read_json(metrics_path)
-    trainer = training.Trainer(model, prepared.splits, prepared.config.training(), strategy)
+    model = model_builder(prepared, strategy)(prepared.config.run.seed)
+    results.write_config(directory, prepared.config)
+    if results.is_finished(directory):
+        return results.read_record(directory)
+    trainer = training.Trainer(model, prepared.splits, prepared.config.resolved_training(), strategy)
     try:
         result = trainer.train(directory=directory)
     except FloatingPointError as error:
         raise results.RoundFailed(str(error)) from None
     record = {"round": 0, "remaining_fraction": 1.0, **result.summary()}
-    atomic.write_json(directory / "curve.json", result.curve)
-    atomic.write_json(metrics_path, record)
+    results.write_round(directory, None, record, curve=result.curve)
     return record
 
 
 def describe_model(config):
     """The model's prunable weights, one line each, with totals (what --model_summary prints)."""
-    from tf_lottery import model_ops
-    from tf_lottery import models
-    input_shape, num_classes = data.SHAPES[config.dataset]
-    if config.dataset == data.IMAGENET:
-        input_shape = (config.image_size, config.image_size, 3)
-    model = models.build(config.model, input_shape=input_shape, num_classes=num_classes,
-                         seed=config.seed, **_model_options(config))
-    wrapped = model_ops.wrap(model, exclude=config.exclude)
+    input_shape, num_classes = data.SHAPES[config.data.dataset]
+    if config.data.dataset == data.IMAGENET:
+        input_shape = (config.data.image_size, config.data.image_size, 3)
+    model = models.build(config.model.name, input_shape=input_shape, num_classes=num_classes,
+                         seed=config.run.seed, **config.model.options())
+    wrapped = model_ops.wrap(model, exclude=config.pruning.dense_layers)
     lines = [f"{'weight':<40} {'shape':<22} {'size':>12}"]
     prunable = 0
     for key, weight, _ in model_ops.masked_weights(wrapped):
@@ -248,11 +243,9 @@ def restore_round(prepared, round_index, control=None):
     Masks, trained weights and snapshots come from the round's last checkpoint;
     raises ConfigError naming the round if it is not finished.
     """
-    from tf_lottery import imp
-    base = results.control_dir(prepared.directory, control) if control else prepared.directory
-    directory = results.round_dir(base, round_index)
-    if not (directory / "metrics.json").is_file():
+    directory = results.round_dir(prepared.directory, round_index, control)
+    if not results.is_finished(directory):
         raise ConfigError("round", f"{directory} is not a finished round")
-    model = _wrapped_model(prepared, _runtime(prepared)[0])
-    imp.restore_model(model, directory)
+    model = wrapped_model(prepared, _runtime(prepared)[0])
+    checkpoints.restore_model(model, directory)
     return model

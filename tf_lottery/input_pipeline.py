@@ -2,12 +2,15 @@
 
 import tensorflow as tf
 
-from tf_lottery import data
-
 
 def sources(splits, config):
-    """(training source, validation batches, test batches) for data.Splits or data.StreamedSplits."""
-    if isinstance(splits, data.StreamedSplits):
+    """(training source, validation batches, test batches) of any split kind.
+
+    A split kind (data.Splits, data.StreamedSplits, ...) with `streamed` set hands over
+    tf.data pipelines (`train_batches`, `eval_batches`); the others hold uint8 arrays
+    (train_x ... test_y) with `mean` and `std`.
+    """
+    if splits.streamed:
         return (StreamSource(splits.train_batches),
                 splits.eval_batches("validation", config.eval_batch_size),
                 splits.eval_batches("test", config.eval_batch_size))

@@ -93,6 +93,18 @@ def wrap(model, exclude=(), prunable=None):
     return wrapped
 
 
+def wrap_like(model, template):
+    """Wraps `model`, a fresh copy of `template`'s architecture, exactly as `template` is wrapped.
+
+    The same layers get a wrapper with the same masked weights, so masks of
+    `template` fit the result (the random-reinitialisation control uses this).
+    """
+    prunable = {wrapper.name: tuple(wrapper.prunable) for wrapper in wrappers(template)}
+    exclude = [layer.name for layer in _all_layers(model)
+               if layer.name not in prunable and default_prunable(layer)]
+    return wrap(model, exclude=exclude, prunable=prunable)
+
+
 def strip(model):
     """Returns a plain Keras copy of a wrapped model with `weight * mask` baked in."""
     _check_keras3_model(model)
@@ -131,10 +143,18 @@ def get_masks(model):
     return {key: keras.ops.convert_to_numpy(mask) for key, _, mask in masked_weights(model)}
 
 
-def get_weights(model, effective=True):
-    """{key: numpy array} of the masked weights, multiplied by their masks by default."""
-    return {key: keras.ops.convert_to_numpy(w * keras.ops.cast(m, w.dtype) if effective else w)
+def effective_weights(model):
+    """{key: numpy array} of the masked weights times their masks: what the layers compute with.
+
+    Unlike Keras' `Model.get_weights`, keyed by 'layer/attribute' and masked.
+    """
+    return {key: keras.ops.convert_to_numpy(w * keras.ops.cast(m, w.dtype))
             for key, w, m in masked_weights(model)}
+
+
+def raw_weights(model):
+    """{key: numpy array} of the masked weights as stored (pruned positions keep their values)."""
+    return {key: keras.ops.convert_to_numpy(w) for key, w, _ in masked_weights(model)}
 
 
 def set_masks(model, masks, strict=True):

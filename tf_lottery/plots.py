@@ -9,7 +9,8 @@
 The x axes of the first two are logarithmic and reversed, as in Frankle &
 Carbin's figures. Every figure draws the controls beside the ticket; given
 several folders (replicates of one config), lines are means over them and
-bands their min-max range.
+bands their min-max range. Files are found through `tf_lottery.results`;
+nothing here imports TensorFlow.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ from matplotlib.figure import Figure
 
 from tf_lottery import atomic
 from tf_lottery import results
-from tf_lottery.config import ConfigError
+from tf_lottery.settings import ConfigError
 
 CONTROL_LABELS = {"random_reinit": "random reinit (same mask)",
                   "random_prune": "random pruning",
@@ -42,9 +43,9 @@ class Run:
         records = self.summary["controls"].get(control, []) if control else self.summary["rounds"]
         return {r["round"]: r for r in records if not r.get("failed")}
 
-    def round_file(self, round_index, name, control=None):
-        base = results.control_dir(self.directory, control) if control else self.directory
-        return results.round_dir(base, round_index) / name
+    def round_dir(self, round_index, control=None):
+        """The folder of a round (of a control)."""
+        return results.round_dir(self.directory, round_index, control)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +61,13 @@ def experiment_dirs(directories):
     """The experiment folders named by `directories`; a folder of seed_* replicates stands for them."""
     found = []
     for directory in map(pathlib.Path, directories):
-        if (directory / "config.json").is_file():
+        if results.config_path(directory).is_file():
             found.append(directory)
             continue
-        replicates = sorted(p.parent for p in directory.glob("seed_*/config.json"))
+        replicates = sorted(p for p in directory.glob("seed_*") if results.config_path(p).is_file())
         if not replicates:
-            raise ConfigError("experiment_dir", f"{directory} has no config.json (nor "
-                              "seed_*/config.json); is it an experiment folder?")
+            raise ConfigError("experiment_dir", f"{directory} has no {results.CONFIG} (nor "
+                              f"seed_*/{results.CONFIG}); is it an experiment folder?")
         found += replicates
     if not found:
         raise ConfigError("experiment_dir", "is required")
@@ -80,7 +81,7 @@ def load_runs(directories):
         summary = results.read_summary(directory)
         if not summary["rounds"]:
             raise ConfigError("experiment_dir", f"{directory} has no finished round yet")
-        runs.append(Run(directory, atomic.read_json(directory / "config.json"), summary))
+        runs.append(Run(directory, results.read_config(directory), summary))
     return runs
 
 
@@ -211,10 +212,11 @@ def _mean_curve(runs, round_index, control=None):
     """(iterations, mean, min, max) of test accuracy over the runs' curves of one round, or None."""
     curves = []
     for run in runs:
-        path = run.round_file(round_index, "curve.json", control)
-        if not path.is_file():
+        directory = run.round_dir(round_index, control)
+        if not (results.is_finished(directory) and results.curve_path(directory).is_file()):
             return None
-        curves.append({c["iteration"]: c["test_accuracy"] for c in atomic.read_json(path)})
+        curves.append({c["iteration"]: c["test_accuracy"]
+                       for c in atomic.read_json(results.curve_path(directory))})
     iterations = sorted(set.intersection(*(set(c) for c in curves)))
     values = np.array([[c[i] for i in iterations] for c in curves])
     return np.array(iterations), values.mean(0), values.min(0), values.max(0)
@@ -299,15 +301,19 @@ def first_layer_key(mask):
     return next((k for k, v in mask.items() if v.ndim == 2 and v.shape[0] == _MNIST_PIXELS), None)
 
 
+def finished_masks(run, rounds):
+    """{round: masks} of those of `rounds` that are finished in `run` (the IMP rounds)."""
+    finished = set(results.finished_rounds(run.directory))
+    return {r: results.round_masks(run.directory, r) for r in rounds if r in finished}
+
+
 def plot_first_layer_inputs(runs, out_dir, rounds):
     """Per input pixel, how many first-layer weights survive, as 28x28 maps; None if not an MNIST MLP.
 
     Rounds whose first layer is still dense are left out; each map has its own
     colour scale, so that the spatial pattern shows at every sparsity.
     """
-    run = runs[0]
-    masks = {r: atomic.read_npz(run.round_file(r, "mask.npz")) for r in rounds
-             if run.round_file(r, "mask.npz").is_file()}
+    masks = finished_masks(runs[0], rounds)
     key = first_layer_key(next(iter(masks.values()))) if masks else None
     if key is None:
         return None
@@ -332,7 +338,7 @@ def plot_first_layer_inputs(runs, out_dir, rounds):
 def write_plots(directories, rounds_to_plot=None):
     """Writes every figure into `first directory/plots/` as PNG and SVG; returns the Plot list."""
     runs = load_runs(directories)
-    out_dir = pathlib.Path(directories[0]) / "plots"
+    out_dir = results.plots_dir(directories[0])
     rounds = check_rounds(runs, rounds_to_plot) if rounds_to_plot else default_rounds(runs)
     plots = [plot_accuracy_vs_remaining(runs, out_dir), plot_early_stop_vs_remaining(runs, out_dir),
              plot_accuracy_curves(runs, out_dir, rounds), plot_layer_remaining(runs, out_dir),

@@ -1,10 +1,22 @@
-"""report.md for results folders: setup, per-round tables, figures, TensorBoard runs and analyses."""
+"""report.md for results folders: setup, per-round tables, figures, TensorBoard runs and analyses.
+
+`make_report` is the `analyze.py plots` command. Files are found through
+`tf_lottery.results`; TensorFlow is imported (by tf_lottery.tensorboard) only
+once the folders have been checked and the figures drawn.
+"""
 
 import os
 import pathlib
 
+from etils import epy
+
 from tf_lottery import atomic
 from tf_lottery import plots as plots_lib
+from tf_lottery import results
+from tf_lottery.results import analyses
+
+with epy.lazy_imports():
+    from tf_lottery import tensorboard
 
 _COLUMNS = "| round | remaining % | early-stop it | test acc @es | final test acc | seconds |"
 
@@ -95,15 +107,14 @@ def _link(path, base):
 
 def _analyses(directory, base):
     """Markdown summaries of the lmc and rewind_search results in directory/analysis/."""
-    folder = pathlib.Path(directory) / "analysis"
     parts = []
-    for path in sorted(folder.glob("lmc_round_*.json")):
+    for path in analyses.lmc_paths(directory):
         rec = atomic.read_json(path)
         parts.append(f"- [{_link(path, base)}]({_link(path, base)}): round {rec['round']} "
                      f"({100 * rec['remaining_fraction']:.2f}% remaining) from {rec['start']}, "
                      f"data seeds {rec['data_seeds'][0]} and {rec['data_seeds'][1]}: instability "
                      f"{rec['instability']:.4f}, relative L2 distance {rec['relative_distance']:.4f}")
-    for path in sorted(folder.glob("rewind_search_round_*.json")):
+    for path in analyses.rewind_search_paths(directory):
         search = atomic.read_json(path)
         rows = ["| rewind it | instability | max error | end errors | relative L2 distance |",
                 "|" + "---:|" * 5]
@@ -146,15 +157,16 @@ def write_report(directories, plots):
     for plot in plots:
         lines += [f"![{plot.caption}]({_link(plot.png, base)})", "",
                   f"{plot.caption} ([SVG]({_link(plot.svg, base)}))", ""]
-    analyses = [part for run in runs for part in _analyses(run.directory, base)]
-    if analyses:
-        lines += ["## Analyses", ""] + [part + "\n" for part in analyses]
-    logdirs = [run.directory / "tb" for run in runs if (run.directory / "tb").is_dir()]
+    studies = [part for run in runs for part in _analyses(run.directory, base)]
+    if studies:
+        lines += ["## Analyses", ""] + [part + "\n" for part in studies]
+    logdirs = [results.tensorboard_dir(run.directory) for run in runs
+               if results.tensorboard_dir(run.directory).is_dir()]
     if logdirs:
         lines += ["## TensorBoard", "", "Per-evaluation scalars in one run per round (`round_XX`), "
                   "per-round scalars in `rounds` and `controls/NAME`:", ""]
         lines += [f"    tensorboard --logdir {logdir}" for logdir in logdirs] + [""]
-    path = base / "report.md"
+    path = results.report_path(base)
     path.write_text("\n".join(lines))
     return path
 
@@ -165,7 +177,6 @@ def make_report(directories, rounds_to_plot=None):
     Returns (report path, Plot list); everything goes into the first folder.
     """
     plots = plots_lib.write_plots(directories, rounds_to_plot)
-    from tf_lottery import tensorboard  # TensorFlow, once the folders have been checked
     for directory in plots_lib.experiment_dirs(directories):
         tensorboard.write_tensorboard(directory)
     return write_report(directories, plots), plots

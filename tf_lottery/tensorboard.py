@@ -9,6 +9,7 @@ Scalars are written with tf.summary.write and the scalars plugin's metadata,
 so the tensorboard package is needed to view them but not to write them.
 Each function replaces the event files of the run it writes, so writing a
 run again (after a resume, or from binaries/analyze) never duplicates points.
+The rounds' files are read through `tf_lottery.results`.
 """
 
 import pathlib
@@ -17,7 +18,9 @@ import tensorflow as tf
 
 from tf_lottery import atomic
 from tf_lottery import results
-from tf_lottery.config import ConfigError, ExperimentConfig
+from tf_lottery import training
+from tf_lottery.config import ExperimentConfig
+from tf_lottery.settings import ConfigError
 
 CURVE_TAGS = {
     "train_loss": "loss/train",
@@ -65,7 +68,6 @@ def learning_rates(training_config, iterations):
     c = training_config
     if not (c.lr_milestones or c.warmup_steps):
         return [float(c.learning_rate)] * len(iterations)
-    from tf_lottery import training  # here, so that training.py may import this module
     schedule = training.WarmupPiecewise(c.learning_rate, c.warmup_steps, c.lr_milestones, c.lr_gamma)
     return [float(schedule(i)) for i in iterations]
 
@@ -104,19 +106,21 @@ def write_round_scalars(logdir, round_records):
 
 
 def tb_dir(experiment_dir, round_index=None, control=None):
-    """The TensorBoard run folder of a round, or of the per-round scalars (round_index None)."""
-    base = pathlib.Path(experiment_dir) / "tb"
-    if control:
-        base = base / "controls" / control
-        return base if round_index is None else base / f"round_{round_index:02d}"
-    return base / ("rounds" if round_index is None else f"round_{round_index:02d}")
+    """The TensorBoard run folder of a round, or of the per-round scalars (round_index None).
+
+    tb/ mirrors the results folder: tb/round_XX, tb/controls/NAME/round_XX;
+    the per-round runs are tb/rounds and tb/controls/NAME.
+    """
+    base = results.tensorboard_dir(experiment_dir)
+    if round_index is not None:
+        return results.round_dir(base, round_index, control)
+    return results.control_dir(base, control) if control else base / "rounds"
 
 
 def saved_training_config(experiment_dir):
     """The TrainingConfig of experiment_dir/config.json, or None if there is no readable one."""
-    path = pathlib.Path(experiment_dir) / "config.json"
     try:
-        return ExperimentConfig.from_dict(atomic.read_json(path)).training()
+        return ExperimentConfig.from_flat(results.read_config(experiment_dir)).resolved_training()
     except (OSError, ValueError, TypeError, ConfigError):
         return None
 
@@ -127,16 +131,14 @@ def write_round(experiment_dir, round_index, training_config=None, control=None)
     `training_config` gives the learning rates (default: the one in config.json).
     Returns the run folder, or None for a round without a curve (failed or unfinished).
     """
-    base = results.control_dir(experiment_dir, control) if control else experiment_dir
-    directory = results.round_dir(base, round_index)
-    if not (directory / "curve.json").is_file():
+    directory = results.round_dir(experiment_dir, round_index, control)
+    if not (results.is_finished(directory) and results.curve_path(directory).is_file()):
         return None
     if training_config is None:
         training_config = saved_training_config(experiment_dir)
-    metrics_path = directory / "metrics.json"
-    remaining = atomic.read_json(metrics_path)["remaining_fraction"] if metrics_path.is_file() else None
+    remaining = results.read_record(directory)["remaining_fraction"]
     return write_curve_scalars(tb_dir(experiment_dir, round_index, control),
-                               atomic.read_json(directory / "curve.json"), training_config, remaining)
+                               atomic.read_json(results.curve_path(directory)), training_config, remaining)
 
 
 def write_rounds(experiment_dir, control=None):
@@ -163,7 +165,7 @@ def write_tensorboard(experiment_dir):
         write_rounds(experiment_dir, control=name)
         for record in records:
             write_round(experiment_dir, record["round"], training_config, control=name)
-    return pathlib.Path(experiment_dir) / "tb"
+    return results.tensorboard_dir(experiment_dir)
 
 
 def read_scalars(logdir):

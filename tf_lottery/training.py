@@ -16,7 +16,8 @@ from absl import logging
 from tf_lottery import atomic
 from tf_lottery import input_pipeline
 from tf_lottery import model_ops
-from tf_lottery.config import OPTIMIZERS, TrainingConfig  # noqa: F401 (re-exported)
+from tf_lottery import results
+from tf_lottery.config import OPTIMIZERS
 
 @dataclasses.dataclass
 class TrainResult:
@@ -124,6 +125,8 @@ class Trainer:
     """
 
     def __init__(self, model, splits, config, strategy=None):
+        if config.data_seed is None:  # a TrainingConfig made in Python: the first data order
+            config = dataclasses.replace(config, data_seed=0)
         self.model = model
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -251,7 +254,7 @@ class _Run:
             checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
                                              iteration=trainer.iteration, **data_position)
             self.manager = tf.train.CheckpointManager(
-                checkpoint, str(self.directory / "ckpt"), max_to_keep=2)
+                checkpoint, str(results.checkpoint_dir(self.directory)), max_to_keep=2)
 
     def _restore(self):
         """Restores the newest readable checkpoint; returns the progress record saved with it.
@@ -262,7 +265,7 @@ class _Run:
         fresh = {"curve": [], "wall_seconds": 0.0, "loss_sum": 0.0, "loss_steps": 0}
         if not self.manager or not self.manager.checkpoints:
             return fresh
-        path = self.directory / "progress.json"
+        path = results.progress_path(self.directory)
         records = {r["iteration"]: r for r in self._records()}
         for checkpoint in reversed(self.manager.checkpoints):
             step = int(checkpoint.rsplit("-", 1)[1])
@@ -280,11 +283,11 @@ class _Run:
             logging.info("%s: resuming from iteration %d (%s)", self.name, step, checkpoint)
             return records[step]
         raise RuntimeError(
-            f"{self.name}: no readable checkpoint in {self.directory / 'ckpt'} "
+            f"{self.name}: no readable checkpoint in {results.checkpoint_dir(self.directory)} "
             f"(tried {', '.join(self.manager.checkpoints)}); delete {self.directory} to retrain it")
 
     def _records(self):
-        path = self.directory / "progress.json"
+        path = results.progress_path(self.directory)
         return atomic.read_json(path)["records"] if path.exists() else []
 
     def _save(self, progress):
@@ -293,7 +296,7 @@ class _Run:
         # Records of saves lost to a kill (no checkpoint) are dropped; the newest
         # is written before its checkpoint, so a kill in between leaves it without one.
         records = [r for r in self._records() if r["iteration"] in kept and r["iteration"] < step]
-        atomic.write_json(self.directory / "progress.json",
+        atomic.write_json(results.progress_path(self.directory),
                           {"records": records + [{"iteration": step, **progress}]})
         self.manager.save(checkpoint_number=step)
 

@@ -1,26 +1,14 @@
-"""The model zoo: builders by name."""
+"""The model zoo: builders by name, registered in their modules.
 
-from tf_lottery.models.conv import conv2, conv4, conv6
-from tf_lottery.models.lenet import lenet
-from tf_lottery.models.resnet import resnet18, resnet20, resnet50, resnet56
-from tf_lottery.models.vgg import vgg16, vgg19
+A builder is `f(input_shape, num_classes, seed=0, **options)` returning a
+Keras model with seeded initialisers; `@REGISTRY.register(name)` adds one.
+"""
 
-BUILDERS = {
-    "lenet": lenet,
-    "conv2": conv2,
-    "conv4": conv4,
-    "conv6": conv6,
-    "vgg16": vgg16,
-    "vgg19": vgg19,
-    "resnet20": resnet20,
-    "resnet56": resnet56,
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-}
+# Imported in the order their models are listed; each module registers its builders.
+from tf_lottery.models import lenet, conv, vgg, resnet  # noqa: F401,I001
+from tf_lottery.models.registry import REGISTRY
 
 
 def build(name, input_shape, num_classes, seed=0, **kwargs):
     """Builds zoo model `name` with seeded initialisers; kwargs go to the builder."""
-    if name not in BUILDERS:
-        raise ValueError(f"unknown model '{name}'; choose one of {', '.join(sorted(BUILDERS))}")
-    return BUILDERS[name](input_shape=input_shape, num_classes=num_classes, seed=seed, **kwargs)
+    return REGISTRY.get(name)(input_shape=input_shape, num_classes=num_classes, seed=seed, **kwargs)

@@ -2,7 +2,12 @@
 
 import itertools
 
-import keras
+from etils import epy
+
+from tf_lottery.models.registry import REGISTRY
+
+with epy.lazy_imports():
+    import keras
 
 _FILTERS = {2: (64,), 4: (64, 128), 6: (64, 128, 256)}  # one pair of 3x3 convs per entry
 
@@ -44,16 +49,19 @@ def conv_net(depth, input_shape=(32, 32, 3), num_classes=10, seed=0, hidden=(256
     return keras.Model(inputs, outputs, name=f"conv{depth}{suffix}")
 
 
+@REGISTRY.register("conv2")
 def conv2(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """Conv-2: 64-64, pool, FC 256-256-10 (4.3M weights on CIFAR-10)."""
     return conv_net(2, input_shape, num_classes, seed, **options)
 
 
+@REGISTRY.register("conv4")
 def conv4(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """Conv-4: 64-64, pool, 128-128, pool, FC 256-256-10 (2.4M weights on CIFAR-10)."""
     return conv_net(4, input_shape, num_classes, seed, **options)
 
 
+@REGISTRY.register("conv6")
 def conv6(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """Conv-6: 64-64, pool, 128-128, pool, 256-256, pool, FC 256-256-10.
 

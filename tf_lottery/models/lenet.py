@@ -1,8 +1,14 @@
 """LeNet-300-100 and its variants: fully connected networks for MNIST-sized inputs."""
 
-import keras
+from etils import epy
+
+from tf_lottery.models.registry import REGISTRY
+
+with epy.lazy_imports():
+    import keras
 
 
+@REGISTRY.register("lenet")
 def lenet(input_shape=(28, 28, 1), num_classes=10, hidden=(300, 100), seed=0):
     """A fully connected ReLU network, Glorot-normal kernels and zero biases (Frankle & Carbin 2019)."""
     inputs = keras.Input(shape=input_shape, name="image")

@@ -7,7 +7,12 @@ Kernels are He normal, each layer seeded seed + i in the order it is built.
 
 import itertools
 
-import keras
+from etils import epy
+
+from tf_lottery.models.registry import REGISTRY
+
+with epy.lazy_imports():
+    import keras
 
 
 def _scaled(filters, width):
@@ -120,21 +125,25 @@ def imagenet_resnet(depth, input_shape=(224, 224, 3), num_classes=1000, seed=0,
     return keras.Model(inputs, outputs, name=f"resnet{depth}{suffix}")
 
 
+@REGISTRY.register("resnet20")
 def resnet20(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """CIFAR ResNet-20: 3 basic blocks per stage, 0.27M weights."""
     return cifar_resnet(20, input_shape, num_classes, seed, **options)
 
 
+@REGISTRY.register("resnet56")
 def resnet56(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """CIFAR ResNet-56: 9 basic blocks per stage, 0.85M weights."""
     return cifar_resnet(56, input_shape, num_classes, seed, **options)
 
 
+@REGISTRY.register("resnet18")
 def resnet18(input_shape=(224, 224, 3), num_classes=1000, seed=0, **options):
     """ImageNet ResNet-18: basic blocks 2-2-2-2, 11.69M parameters; cifar_stem=True for 32x32 inputs."""
     return imagenet_resnet(18, input_shape, num_classes, seed, **options)
 
 
+@REGISTRY.register("resnet50")
 def resnet50(input_shape=(224, 224, 3), num_classes=1000, seed=0, **options):
     """ImageNet ResNet-50: bottleneck blocks 3-4-6-3, 25.56M parameters; cifar_stem=True for 32x32 inputs."""
     return imagenet_resnet(50, input_shape, num_classes, seed, **options)

@@ -2,7 +2,12 @@
 
 import itertools
 
-import keras
+from etils import epy
+
+from tf_lottery.models.registry import REGISTRY
+
+with epy.lazy_imports():
+    import keras
 
 _PLANS = {
     16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
@@ -46,11 +51,13 @@ def vgg_net(depth, input_shape=(32, 32, 3), num_classes=10, seed=0, width=1):
     return keras.Model(inputs, outputs, name=f"vgg{depth}{suffix}")
 
 
+@REGISTRY.register("vgg16")
 def vgg16(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """CIFAR VGG-16: 13 convs (64x2, 128x2, 256x3, 512x3, 512x3), 14.7M weights."""
     return vgg_net(16, input_shape, num_classes, seed, **options)
 
 
+@REGISTRY.register("vgg19")
 def vgg19(input_shape=(32, 32, 3), num_classes=10, seed=0, **options):
     """CIFAR VGG-19: 16 convs (64x2, 128x2, 256x4, 512x4, 512x4), 20.0M weights."""
     return vgg_net(19, input_shape, num_classes, seed, **options)

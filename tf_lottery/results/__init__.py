@@ -1,0 +1,176 @@
+"""The results folder of an experiment: every path in it, when a round is finished, and its files.
+
+  config.json            the resolved ExperimentConfig (flat names)
+  summary.json           {"rounds": [record, ...], "controls": {name: [record, ...]}},
+                         rewritten atomically after every round
+  reset_point.npz        weights of unwrapped layers (e.g. batch norm) at the reset point
+  round_XX/mask.npz      the 0/1 masks trained in round XX, keyed 'layer/attribute'
+  round_XX/curve.json    the evaluation curve of round XX
+  round_XX/metrics.json  the round's record, written last: its presence marks the round finished
+  round_XX/ckpt/         tf.train checkpoints of model, optimizer and iteration
+  round_XX/progress.json the evaluation curve up to the latest checkpoint
+  controls/NAME/round_XX the same files for a control (random_reinit, random_prune, one_shot)
+  workers/TYPE_K/        what the other tasks of a multi-worker run write
+  plots/, report.md, tb/, analysis/   what binaries.analyze adds
+
+This package is the only place that names these files. Nothing here imports
+TensorFlow; the checkpoints and the reset point are in `results.checkpoints`.
+"""
+
+import pathlib
+
+import numpy as np
+
+from tf_lottery import atomic
+from tf_lottery.settings import ConfigError
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+RESET_POINT = "reset_point.npz"
+MASK = "mask.npz"
+CURVE = "curve.json"
+METRICS = "metrics.json"
+PROGRESS = "progress.json"
+CHECKPOINTS = "ckpt"
+
+
+def _entry(name):
+    """path(folder) -> folder / name: one named entry of an experiment or round folder."""
+    def path(folder):
+        return pathlib.Path(folder) / name
+    path.__doc__ = f"folder / '{name}'"
+    return path
+
+
+# Entries of the experiment folder.
+config_path = _entry(CONFIG)
+summary_path = _entry(SUMMARY)
+reset_point_path = _entry(RESET_POINT)
+analysis_dir = _entry("analysis")
+plots_dir = _entry("plots")
+report_path = _entry("report.md")
+tensorboard_dir = _entry("tb")
+# Entries of a round folder.
+mask_path = _entry(MASK)
+curve_path = _entry(CURVE)
+metrics_path = _entry(METRICS)
+progress_path = _entry(PROGRESS)
+checkpoint_dir = _entry(CHECKPOINTS)
+
+
+def control_dir(experiment_dir, control):
+    """Folder of one control's rounds."""
+    return pathlib.Path(experiment_dir) / "controls" / control
+
+
+def round_dir(experiment_dir, round_index, control=None):
+    """Folder of one round (of a control, if given)."""
+    base = control_dir(experiment_dir, control) if control else pathlib.Path(experiment_dir)
+    return base / f"round_{round_index:02d}"
+
+
+def worker_dir(experiment_dir, task_type, task_id):
+    """Where a task other than the chief of a multi-worker run writes."""
+    return pathlib.Path(experiment_dir) / "workers" / f"{task_type}_{task_id}"
+
+
+def is_finished(directory):
+    """Whether the round in `directory` is finished: the one test used everywhere."""
+    return metrics_path(directory).is_file()
+
+
+def finished_rounds(experiment_dir, control=None):
+    """The indices of the finished rounds (of a control), ascending."""
+    base = control_dir(experiment_dir, control) if control else pathlib.Path(experiment_dir)
+    return sorted(int(d.name[len("round_"):]) for d in base.glob("round_*")
+                  if d.name[len("round_"):].isdigit() and is_finished(d))
+
+
+def write_round(directory, masks, record, curve=None):
+    """Writes a finished round: mask, curve, then the record, so a kill never leaves it looking finished.
+
+    `masks` is None for a dense training (binaries.train), which has no mask file.
+    """
+    if masks is not None:
+        atomic.write_npz(mask_path(directory), masks)
+    if curve is not None:
+        atomic.write_json(curve_path(directory), curve)
+    atomic.write_json(metrics_path(directory), record)
+
+
+def read_record(directory):
+    """The record (metrics.json) of a finished round."""
+    return atomic.read_json(metrics_path(directory))
+
+
+def read_masks(path, field="initial_mask"):
+    """{key: 0/1 float32 array} from an .npz mask file; ConfigError naming `field` if it is not one."""
+    try:
+        masks = atomic.read_npz(path)
+    except (OSError, ValueError) as error:
+        raise ConfigError(field, f"{path}: not a readable .npz file ({error})") from None
+    for key, mask in masks.items():
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ConfigError(field, f"{path}: '{key}' holds values other than 0 and 1")
+    return {key: mask.astype(np.float32) for key, mask in masks.items()}
+
+
+def round_masks(experiment_dir, round_index, control=None, field="round"):
+    """The masks of a finished round; ConfigError naming `field` if the round is not finished."""
+    directory = round_dir(experiment_dir, round_index, control)
+    if not is_finished(directory):
+        raise ConfigError(field, f"{directory} is not a finished round")
+    return read_masks(mask_path(directory), field)
+
+
+def read_config(experiment_dir):
+    """config.json as a dict of flat values."""
+    return atomic.read_json(config_path(experiment_dir))
+
+
+def write_config(experiment_dir, experiment_config):
+    atomic.write_json(config_path(experiment_dir), experiment_config.flat())
+
+
+class RoundFailed(RuntimeError):
+    """A round stopped on a non-finite loss; the message names the round and the iterations."""
+
+
+def read_summary(experiment_dir):
+    """summary.json as a dict ({"rounds": [], "controls": {}} if there is none yet)."""
+    path = summary_path(experiment_dir)
+    summary = atomic.read_json(path) if path.exists() else {}
+    return {"rounds": summary.get("rounds", []), "controls": summary.get("controls", {})}
+
+
+def update_summary(experiment_dir, records, control=None):
+    """Rewrites summary.json atomically with new records for the IMP rounds or for one control."""
+    summary = read_summary(experiment_dir)
+    if control is None:
+        summary["rounds"] = records
+    else:
+        summary["controls"][control] = records
+    atomic.write_json(summary_path(experiment_dir), summary)
+
+
+def format_table(records):
+    """A plain-text per-round table: remaining %, early-stop iteration, test accuracies, time."""
+    lines = [f"{'round':>5}  {'remaining %':>11}  {'early-stop it':>13}  "
+             f"{'test acc @es':>12}  {'final test acc':>14}  {'seconds':>8}"]
+    for rec in records:
+        if rec.get("failed"):
+            lines.append(f"{rec['round']:>5}  {100 * rec['remaining_fraction']:>11.2f}  "
+                         f"failed: {rec['error']}")
+            continue
+        lines.append(f"{rec['round']:>5}  {100 * rec['remaining_fraction']:>11.2f}  "
+                     f"{rec['early_stop_iteration']:>13}  {rec['early_stop_test_accuracy']:>12.4f}  "
+                     f"{rec['final_test_accuracy']:>14.4f}  {rec['wall_seconds']:>8.1f}")
+    return "\n".join(lines)
+
+
+def format_summary(summary):
+    """format_table of the IMP rounds, then one table per control."""
+    parts = [format_table(summary["rounds"])]
+    for name, records in summary.get("controls", {}).items():
+        parts.append(f"\ncontrol: {name}\n{format_table(records)}")
+    return "\n".join(parts)
