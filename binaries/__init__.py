@@ -1,9 +1,7 @@
 """absl programs of tf_lottery: flags in, a config object, a call into the package."""
 
 import logging
-import os
 
-# Hide TensorFlow's C++ start-up notices (no GPU found, and so on) unless asked for.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tf_lottery hides TensorFlow's C++ start-up lines (see tf_lottery/__init__.py).
 # TensorFlow's Python logger reports every checkpoint write at INFO.
 logging.getLogger("tensorflow").setLevel(logging.WARNING)

@@ -166,7 +166,7 @@ def format_rewind_search(search):
 def _one_experiment():
     if len(FLAGS.experiment_dir) != 1:
         cli.fail(f"--experiment_dir: give exactly one folder, got {len(FLAGS.experiment_dir)}")
-    return experiment.load_experiment(FLAGS.experiment_dir[0], FLAGS.data_dir)
+    return experiment.load_experiment(FLAGS.experiment_dir[0], FLAGS.data_dir, retrainable=True)
 
 
 def plots():

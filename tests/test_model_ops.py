@@ -138,3 +138,117 @@ def test_sparsity_report_counts():
                                               "remaining_fraction": 864 / 1024}
     assert report["size"] == 1024 + 128 + 32
     assert report["remaining"] == 864 + 128 + 32
+
+
+def _bn_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(4, name="out")(x)
+    return keras.Model(inputs, outputs, name="bn_net")
+
+
+def _fit(model, steps=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(8 * steps, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 4, size=8 * steps)
+    model.compile(optimizer=keras.optimizers.Adam(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+def test_reset_restores_every_weight_and_batch_norm_statistics():
+    wrapped = tfl.wrap(_bn_model())
+    theta0 = {v.path: v.numpy().copy() for v in wrapped.weights}
+    _fit(wrapped)
+    bn = wrapped.get_layer("bn")
+    assert not np.array_equal(bn.moving_mean.numpy(), theta0[bn.moving_mean.path])
+    assert not np.array_equal(bn.gamma.numpy(), theta0[bn.gamma.path])
+    tfl.reset(wrapped)
+    for v in wrapped.weights:
+        np.testing.assert_array_equal(v.numpy(), theta0[v.path], err_msg=v.path)
+
+    _fit(wrapped, seed=1)
+    tfl.snapshot(wrapped)
+    theta_k = {v.path: v.numpy().copy() for v in wrapped.weights}
+    _fit(wrapped, seed=2)
+    tfl.reset(wrapped)
+    for v in wrapped.weights:
+        np.testing.assert_array_equal(v.numpy(), theta_k[v.path], err_msg=v.path)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="subclassed")
+        self.fc = LotteryWrapper(keras.layers.Dense(16, activation="relu", name="fc"))
+        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.out = LotteryWrapper(keras.layers.Dense(4, name="out"))
+
+    def call(self, x):
+        return self.out(self.norm(self.fc(x)))
+
+
+def test_strip_of_a_subclassed_model_bakes_the_masks_in_place():
+    model = _Subclassed()
+    x = _x(shape=(6,))
+    model(x)
+    masks = {k: _random_mask_like(v, seed=i) for i, (k, v) in enumerate(tfl.get_masks(model).items())}
+    tfl.set_masks(model, masks)
+    kernel = model.fc.layer.kernel
+    raw = kernel.numpy()
+    raw[masks["fc/kernel"] == 0] = np.nan  # pruned positions may hold anything
+    kernel.assign(raw)
+    expected = model(x).numpy()
+    effective = tfl.effective_weights(model)
+    stripped = tfl.strip(model)
+    np.testing.assert_array_equal(stripped(x).numpy(), expected)
+    for key, mask in masks.items():
+        baked = stripped.get_layer(key.split("/")[0]).layer.kernel.numpy()
+        np.testing.assert_array_equal(baked, effective[key])
+        assert np.all(baked[mask == 0] == 0)
+    # The baked weights alone compute the same function: a plain twin of the model agrees.
+    plain = keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.LayerNormalization(),
+                              keras.layers.Dense(4)])
+    plain(x)
+    plain.set_weights([stripped.fc.layer.kernel.numpy(), stripped.fc.layer.bias.numpy(),
+                       *stripped.norm.get_weights(), stripped.out.layer.kernel.numpy(),
+                       stripped.out.layer.bias.numpy()])
+    np.testing.assert_allclose(plain(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def _random_mask_like(mask, seed=0):
+    return (np.random.default_rng(seed).random(mask.shape) < 0.5).astype("float32")
+
+
+@pytest.mark.parametrize("operation", ["sparsity_report", "get_masks", "reset", "snapshot", "summary"])
+def test_operations_on_an_unwrapped_model_are_an_error(operation):
+    model = tiny_model()
+    with pytest.raises(ValueError, match=f"model '{model.name}' has no LotteryWrapper; call tfl.wrap"):
+        getattr(tfl, operation)(model)
+
+
+@pytest.mark.parametrize("bad", [2.0, np.nan])
+def test_masks_other_than_zero_and_one_are_an_error(bad):
+    wrapped = tfl.wrap(tiny_model())
+    masks = tfl.get_masks(wrapped)
+    masks["fc2/kernel"][0, 0] = bad
+    with pytest.raises(ValueError, match="'fc2/kernel' holds values other than 0 and 1"):
+        tfl.set_masks(wrapped, masks)
+    with pytest.raises(ValueError, match="'fc2/kernel' holds values other than 0 and 1"):
+        tfl.prune(tfl.effective_weights(wrapped), masks, {k: 0.2 for k in masks})
+
+
+def test_summary_table_of_masked_weights():
+    wrapped = tfl.wrap(tiny_model())
+    masks = tfl.get_masks(wrapped)
+    masks["fc1/kernel"][:10] = 0
+    tfl.set_masks(wrapped, masks)
+    printed = []
+    text = tfl.summary(wrapped, print_fn=printed.append)
+    assert printed == [text]
+    lines = text.splitlines()
+    assert lines[0].split() == ["weight", "shape", "size", "remaining", "remaining", "%"]
+    assert lines[1].split() == ["fc1/kernel", "(64,", "16)", "1,024", "864", "84.38%"]
+    assert lines[2].split() == ["fc2/kernel", "(16,", "8)", "128", "128", "100.00%"]
+    assert lines[-1].split() == ["total", "1,184", "1,024", "86.49%"]

@@ -154,3 +154,74 @@ def test_tf_checkpoint_carries_masks_and_snapshots(tmp_path):
     assert len(target.weights) == 5
     for a, b in zip(source.weights, target.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.fixture
+def global_policy():
+    """Yields a setter for the global dtype policy and restores the previous one afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_wrapper_keeps_the_inner_layers_dtype_policy(policy, global_policy):
+    global_policy(policy)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(16, activation="relu", name="fc")(inputs)
+    outputs = keras.layers.Dense(3, dtype="float32", name="out")(hidden)
+    model = keras.Model(inputs, outputs)
+    wrapped = tfl.wrap(model)
+    assert wrapped.get_layer("out").dtype_policy.name == "float32"
+    assert wrapped.get_layer("fc").dtype_policy.name == policy
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    np.testing.assert_array_equal(wrapped(x).numpy(), model(x).numpy())
+    tfl.set_masks(wrapped, {k: _random_mask(v.shape, seed=i)
+                            for i, (k, v) in enumerate(tfl.get_masks(wrapped).items())})
+    stripped = tfl.strip(wrapped)
+    assert wrapped(x).dtype == "float32"
+    np.testing.assert_allclose(stripped(x).numpy(), wrapped(x).numpy(), rtol=1e-6, atol=1e-6)
+    for wrapper in tfl.wrappers(wrapped):
+        assert all(v.dtype == "float32" for v in wrapper.non_trainable_weights)
+
+
+def test_nan_at_a_pruned_position_stays_out_of_outputs_gradients_and_strip():
+    wrapper = LotteryWrapper(keras.layers.Dense(3, name="fc"))
+    wrapper.build((None, 4))
+    _, kernel, mask = wrapper.masked_weights[0]
+    pruned = np.ones((4, 3), "float32")
+    pruned[1, 2] = 0
+    mask.assign(pruned)
+    raw = kernel.numpy()
+    raw[1, 2] = np.nan
+    kernel.assign(raw)
+    x = tf.random.normal((5, 4), seed=2)
+    with tf.GradientTape() as tape:
+        out = wrapper(x)
+        loss = tf.reduce_sum(out ** 2)
+    grad = tape.gradient(loss, kernel).numpy()
+    assert np.all(np.isfinite(out.numpy()))
+    assert np.all(np.isfinite(grad)) and grad[1, 2] == 0
+    effective = wrapper.effective_weights()["fc/kernel"].numpy()
+    assert effective[1, 2] == 0 and np.all(np.isfinite(effective))
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, wrapper(inputs))
+    stripped = tfl.strip(model)
+    baked = stripped.get_layer("fc").kernel.numpy()
+    assert baked[1, 2] == 0 and np.all(np.isfinite(baked))
+    np.testing.assert_allclose(stripped(x).numpy(), out.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_count_params_leaves_out_masks_and_snapshots():
+    wrapper = LotteryWrapper(keras.layers.Dense(3, name="fc"))
+    wrapper.build((None, 4))
+    assert wrapper.count_params() == 4 * 3 + 3
+    model = tfl.wrap(keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="a"),
+                                       keras.layers.Dense(2, name="b")]))
+    lines = []
+    model.summary(print_fn=lambda text, **_: lines.append(text))
+    rows = {line.split()[1]: line for line in "".join(lines).splitlines()
+            if line.strip("│ ").startswith(("a ", "b "))}
+    assert "40" in rows["a"].split("│")[3] and "18" in rows["b"].split("│")[3]
+    assert sum(layer.count_params() for layer in model.layers) == 40 + 18

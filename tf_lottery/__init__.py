@@ -2,9 +2,16 @@
 
 Attributes load on first use, so that `tf_lottery.config` and
 `tf_lottery.data` can check settings and files without importing TensorFlow.
+Importing the package still imports neither TensorFlow nor Keras; it arranges
+(tf_lottery.import_hooks) that LotteryWrapper registers with Keras as soon as
+Keras loads, so `keras.models.load_model` reads `.keras` files holding
+wrappers, and it sets TF_CPP_MIN_LOG_LEVEL=3 unless already set, which hides
+TensorFlow's C++ start-up log.
 """
 
 import importlib
+
+from tf_lottery import import_hooks
 
 __version__ = "0.1.0"
 
@@ -29,8 +36,11 @@ _EXPORTS = {
     "snapshot": "tf_lottery.model_ops",
     "sparsity_report": "tf_lottery.model_ops",
     "strip": "tf_lottery.model_ops",
+    "summary": "tf_lottery.model_ops",
     "wrap": "tf_lottery.model_ops",
     "wrappers": "tf_lottery.model_ops",
+    "PruneDuringFit": "tf_lottery.callbacks",
+    "RewindSnapshot": "tf_lottery.callbacks",
 }
 _SUBMODULES = ("analysis", "atomic", "config", "connectivity", "controls", "data", "distribute",
                "experiment", "export", "flags", "imp", "input_pipeline", "model_ops", "models", "plots",
@@ -53,3 +63,6 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+import_hooks.install()

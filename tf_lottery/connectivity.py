@@ -50,7 +50,7 @@ def get_state(model, effective=True):
     state = {}
     for path, (variable, mask) in _variables(model).items():
         if effective and mask is not None:
-            variable = variable * keras.ops.cast(mask, variable.dtype)
+            variable = keras.ops.where(mask > 0, variable, keras.ops.zeros_like(variable))
         state[path] = keras.ops.convert_to_numpy(variable)
     return state
 

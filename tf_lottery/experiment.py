@@ -14,9 +14,12 @@ from etils import epy
 from tf_lottery import data
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
+from tf_lottery.results import library
 from tf_lottery.settings import ConfigError
 
 with epy.lazy_imports():
+    import keras
+
     from tf_lottery import controls
     from tf_lottery import distribute
     from tf_lottery import imp
@@ -24,17 +27,32 @@ with epy.lazy_imports():
     from tf_lottery import models
     from tf_lottery import rounds
     from tf_lottery import training
+    from tf_lottery import wrapper
     from tf_lottery.results import checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-    """A checked config with its experiment folder (not yet written), data and initial masks."""
-    config: ExperimentConfig
+    """A checked config with its experiment folder (not yet written), data and initial masks.
+
+    For a folder written by imp.run_rounds from Python, `program` is
+    'library', `config` is None, `saved` holds its config.json and `splits`
+    only its test sample: it can be exported and plotted, not retrained.
+    """
+    config: ExperimentConfig | None
     program: str
     directory: pathlib.Path
     splits: data.Splits
     initial_mask: dict | None = None
+    saved: dict | None = None
+
+    @property
+    def model_name(self):
+        return self.saved["model"] if self.config is None else self.config.model.name
+
+    @property
+    def dataset_name(self):
+        return self.saved["dataset"] if self.config is None else self.config.data.dataset
 
 
 def _differing_fields(config, saved):
@@ -91,15 +109,27 @@ def prepare_replicates(config, program="imp"):
     return [prepare(c, program) for c in configs]
 
 
-def saved_config(experiment_dir, **overrides):
-    """The ExperimentConfig in `experiment_dir/config.json`, with flat `overrides` applied."""
+def _saved_values(experiment_dir):
     if not experiment_dir:
         raise ConfigError("experiment_dir", "is required")
     config_path = results.config_path(experiment_dir)
     if not config_path.is_file():
         raise ConfigError("experiment_dir", f"{config_path} does not exist; is it an experiment folder?")
     try:
-        config = ExperimentConfig.from_flat(results.read_config(experiment_dir))
+        return results.read_config(experiment_dir)
+    except (OSError, ValueError) as error:
+        raise ConfigError("experiment_dir", f"{config_path} is not readable ({error})") from None
+
+
+def saved_config(experiment_dir, **overrides):
+    """The ExperimentConfig in `experiment_dir/config.json`, with flat `overrides` applied."""
+    values = _saved_values(experiment_dir)
+    config_path = results.config_path(experiment_dir)
+    if library.is_library_experiment(values):
+        raise ConfigError("experiment_dir", f"{experiment_dir} was written by imp.run_rounds from "
+                                            "Python; this needs an experiment of binaries.lottery")
+    try:
+        config = ExperimentConfig.from_flat(values)
     except (TypeError, ValueError) as error:
         raise ConfigError("experiment_dir", f"{config_path} is not a tf_lottery config ({error})") from None
     return config.replace(experiment_dir=str(experiment_dir), **overrides)
@@ -114,8 +144,19 @@ def prepare_branch(experiment_dir, control_names, data_dir=None):
     return prepare(config, "imp")
 
 
-def load_experiment(experiment_dir, data_dir=None):
-    """prepare() for reading an existing experiment folder (its data loaded, nothing written)."""
+def load_experiment(experiment_dir, data_dir=None, retrainable=False):
+    """prepare() for reading an existing experiment folder (its data loaded, nothing written).
+
+    A folder written by imp.run_rounds from Python comes with its test sample
+    as the data (Prepared.program 'library'); with `retrainable=True` (the
+    analyses that train copies of the zoo model) it is refused.
+    """
+    values = _saved_values(experiment_dir)
+    if library.is_library_experiment(values) and not retrainable:
+        x, y = library.read_test_sample(experiment_dir)
+        splits = data.Splits("test sample", x[:0], y[:0], x[:0], y[:0], x, y, None, 0.0, 1.0,
+                             scaled=True)
+        return Prepared(None, library.PROGRAM, pathlib.Path(experiment_dir), splits, saved=values)
     return prepare(saved_config(experiment_dir, **({"data_dir": data_dir} if data_dir else {})), "imp")
 
 
@@ -246,6 +287,22 @@ def restore_round(prepared, round_index, control=None):
     directory = results.round_dir(prepared.directory, round_index, control)
     if not results.is_finished(directory):
         raise ConfigError("round", f"{directory} is not a finished round")
-    model = wrapped_model(prepared, _runtime(prepared)[0])
+    if prepared.program == library.PROGRAM:
+        model = _saved_model(prepared.directory)
+    else:
+        model = wrapped_model(prepared, _runtime(prepared)[0])
     checkpoints.restore_model(model, directory)
     return model
+
+
+def _saved_model(experiment_dir):
+    """The wrapped model a Python run saved as its round 0 started."""
+    path = library.model_path(experiment_dir)
+    if not path.is_file():
+        raise ConfigError("experiment_dir", f"{path} does not exist: the model of this run could not "
+                                            "be saved, so it cannot be rebuilt")
+    try:
+        return keras.models.load_model(
+            path, compile=False, custom_objects={"LotteryWrapper": wrapper.LotteryWrapper})
+    except (TypeError, ValueError) as error:
+        raise ConfigError("experiment_dir", f"cannot load {path}: {str(error).splitlines()[0]}") from None

@@ -1,12 +1,20 @@
 """Iterative magnitude pruning: the IMP branch of the round loop (train, prune, reset or rewind)."""
 
+import pathlib
+
+import keras
+from absl import logging
+
 from tf_lottery import model_ops
 from tf_lottery import pruning
 from tf_lottery import results
 from tf_lottery import rounds as round_loop
 from tf_lottery import schedules
-from tf_lottery.config import RESETS
+from tf_lottery.config import RESETS, LotteryConfig, PruningConfig, TrainingConfig
+from tf_lottery.data import user as user_data
+from tf_lottery.objective import Objective
 from tf_lottery.results import checkpoints
+from tf_lottery.results import library
 
 
 def _last_good_round(records, before):
@@ -57,8 +65,9 @@ class ImpBranch(round_loop.Branch):
         context.reset_point.restore()
 
 
-def run_rounds(model, splits, *, rounds, training_config, pruning_config,
-               experiment_dir, reset="init", rewind_step=0, on_nan="stop", on_round_start=None,
+def run_rounds(model, train_data, validation_data=None, test_data=None, *, rounds, experiment_dir,
+               training_config=None, pruning_config=None, reset="init", rewind_step=0,
+               monitor="val_loss", callbacks=(), verbose=0, on_nan="stop", on_round_start=None,
                strategy=None, context=None):
     """Runs IMP on a wrapped model and returns the list of round records.
 
@@ -66,9 +75,23 @@ def run_rounds(model, splits, *, rounds, training_config, pruning_config,
     the weights that survived round r-1, by their trained values, resets the
     survivors to the snapshot (theta_0, or theta_k with reset='rewind', captured
     at iteration `rewind_step` of round 0) and trains with a fresh optimizer.
-    Finished rounds found in `experiment_dir` are not retrained; an unfinished
-    round continues from its latest checkpoint. `on_round_start(r, model)`, if
-    given, is called when round r begins afresh, after pruning and reset.
+
+    Data: `train_data` is a data.Splits, a tf.data.Dataset of (inputs, labels)
+    batches or a NumPy (x, y) pair; `validation_data` and `test_data` are of
+    the same kind (or None). With a compiled model, each round trains with a
+    fresh copy of the model's optimizer, its loss and its metrics; otherwise
+    with the optimizer of `training_config` and sparse cross-entropy on logits.
+    `monitor` (default val_loss, the paper's) picks each round's early-stop
+    record. Keras `callbacks` see each evaluation as an epoch end.
+
+    The folder: `experiment_dir` gets config.json (the settings and
+    fingerprints of the architecture and the data), the rounds and
+    summary.json, like the binaries' folders, so binaries.export and
+    binaries.analyze plots read it. Finished rounds are not retrained, an
+    unfinished round continues from its latest checkpoint, and when nothing
+    is left to train the last finished round is restored into `model`.
+    Different settings, architecture or data in the same folder are refused.
+    Everything is checked before anything is trained or written.
 
     A non-finite training loss fails the round: it is recorded in summary.json
     with `failed: true` and the error; on_nan='stop' then raises RoundFailed
@@ -76,12 +99,120 @@ def run_rounds(model, splits, *, rounds, training_config, pruning_config,
     next round prunes the failed round's masks by the weights of the last
     round that trained. With a tf.distribute `strategy`, the model must have
     been built in its scope; masks are chosen once, on the host, and assigned
-    to every replica. `context` (from rounds.make_context) reuses a Trainer.
+    to every replica. `on_round_start(r, model)`, if given, is called when
+    round r begins afresh, after pruning and reset. `context` (from
+    rounds.make_context; the binaries pass one) replaces the data, settings
+    and folder checks.
     """
-    if reset not in RESETS:
+    if context is None:
+        context = _library_context(
+            model, train_data, validation_data, test_data, rounds=rounds,
+            experiment_dir=experiment_dir, training_config=training_config,
+            pruning_config=pruning_config, reset=reset, rewind_step=rewind_step, monitor=monitor,
+            callbacks=callbacks, verbose=verbose, on_nan=on_nan, strategy=strategy)
+    elif reset not in RESETS:
         raise ValueError(f"unknown reset '{reset}'; choose one of {', '.join(RESETS)}")
-    context = context or round_loop.make_context(
-        model, splits, rounds=rounds, training_config=training_config,
-        pruning_config=pruning_config, experiment_dir=experiment_dir, on_nan=on_nan,
-        strategy=strategy)
-    return round_loop.run_branch(ImpBranch(context, reset, rewind_step), on_round_start)
+    branch = ImpBranch(context, reset, rewind_step)
+    records = round_loop.run_branch(branch, on_round_start)
+    if not branch.trained:
+        _restore_last_round(context, records)
+    return records
+
+
+def _library_context(model, train_data, validation_data, test_data, *, rounds, experiment_dir,
+                     training_config, pruning_config, reset, rewind_step, monitor, callbacks,
+                     verbose, on_nan, strategy):
+    """Checks every argument, then the folder, and writes config.json: the Python path's context."""
+    if experiment_dir is None:
+        raise ValueError("experiment_dir is required: each round's mask, curve, checkpoints and "
+                         "record go there")
+    experiment_dir = pathlib.Path(experiment_dir)
+    training_config = TrainingConfig() if training_config is None else training_config
+    pruning_config = PruningConfig() if pruning_config is None else pruning_config
+    if not isinstance(training_config, TrainingConfig):
+        raise TypeError(f"training_config must be a tf_lottery.TrainingConfig, got "
+                        f"{type(training_config).__name__}")
+    if not isinstance(pruning_config, PruningConfig):
+        raise TypeError(f"pruning_config must be a tf_lottery.PruningConfig, got "
+                        f"{type(pruning_config).__name__}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int):
+        raise TypeError(f"rounds must be an int, got {rounds!r}")
+    if not model_ops.masked_weights(model):
+        raise ValueError(f"model '{model.name}' has no LotteryWrapper; call tf_lottery.wrap first")
+    layer_names = {layer.name for layer in model._flatten_layers(include_self=False)}
+    unknown = [name for name in pruning_config.dense_layers if name not in layer_names]
+    if unknown:
+        raise ValueError(f"pruning_config.dense_layers: model '{model.name}' has no layer named "
+                         f"{', '.join(map(repr, unknown))}")
+    if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
+        raise TypeError("callbacks must be keras.callbacks.Callback objects")
+    splits = user_data.as_splits(train_data, validation_data, test_data)
+    training_config = _in_iterations(training_config, splits)
+    lottery = LotteryConfig(rounds=rounds, reset=reset, rewind_step=rewind_step)
+    if lottery.rewind_step > training_config.train_steps:
+        raise ValueError(f"rewind_step must be in [0, train_steps={training_config.train_steps}], "
+                         f"got {lottery.rewind_step}")
+    objective = Objective.from_compiled(model, monitor)
+    monitored = "validation" if objective.monitor.startswith("val_") else "test"
+    if not _has_split(splits, monitored):
+        raise ValueError(f"monitor={monitor!r} needs {monitored}_data")
+    if not splits.streamed and splits.train_size < training_config.batch_size:
+        raise ValueError(f"training_config.batch_size={training_config.batch_size} exceeds the "
+                         f"{splits.train_size} training examples")
+    _check_optimizer_settings(objective, training_config)
+    described = library.describe(model, splits, user_data.fingerprint(splits), training_config,
+                                 pruning_config, lottery, objective)
+    library.check_folder(experiment_dir, described, (training_config, pruning_config))
+    context = round_loop.make_context(
+        model, splits, rounds=rounds, training_config=training_config, pruning_config=pruning_config,
+        experiment_dir=experiment_dir, on_nan=on_nan, strategy=strategy, objective=objective,
+        callbacks=callbacks, verbose=verbose)
+    library.write(experiment_dir, described, model, splits)
+    return context
+
+
+# TrainingConfig's optimizer settings, which a compiled model's own optimizer replaces.
+_OPTIMIZER_SETTINGS = ("optimizer", "learning_rate", "momentum", "nesterov", "lr_milestones",
+                       "lr_gamma", "warmup_steps")
+
+
+def _check_optimizer_settings(objective, training_config):
+    if objective.optimizer is None:
+        return
+    default = TrainingConfig()
+    set_here = [name for name in _OPTIMIZER_SETTINGS
+                if getattr(training_config, name) != getattr(default, name)]
+    if set_here:
+        raise ValueError(f"training_config sets {', '.join(set_here)}, but the model is compiled and "
+                         "trains with its own optimizer; set them in compile() or drop them")
+
+
+def _has_split(splits, split):
+    if splits.streamed:
+        return splits.eval_batches(split, 1) is not None
+    return len(splits.val_y if split == "validation" else splits.test_y) > 0
+
+
+def _in_iterations(training_config, splits):
+    """The training config with step counts given in epochs ('2ep') turned into iterations."""
+    steps = (training_config.train_steps, training_config.warmup_steps, *training_config.lr_milestones)
+    if all(isinstance(v, int) for v in steps):
+        return training_config
+    size = splits.train_size
+    if not size:
+        raise ValueError("training_config gives steps in epochs, but the size of train_data is unknown "
+                         "(a pipeline without a known cardinality and fixed batch): give iterations")
+    per_epoch = -(-size // training_config.batch_size)
+    return training_config.in_iterations(
+        lambda value: round(float(value[:-2]) * per_epoch) if isinstance(value, str) else value)
+
+
+def _restore_last_round(context, records):
+    """Puts the last finished round's trained weights and masks back into the model (a rerun)."""
+    good = [rec["round"] for rec in records if not rec.get("failed")]
+    if not good:
+        return
+    directory = results.round_dir(context.experiment_dir, good[-1])
+    checkpoints.restore_model(context.model, directory)
+    logging.info("every round was finished in %s; the model now holds round %d's trained ticket",
+                 context.experiment_dir, good[-1])

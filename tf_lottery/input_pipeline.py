@@ -14,10 +14,11 @@ def sources(splits, config):
         return (StreamSource(splits.train_batches),
                 splits.eval_batches("validation", config.eval_batch_size),
                 splits.eval_batches("test", config.eval_batch_size))
+    scaled = splits.scaled
     train = ArraySource(splits.train_x, splits.train_y, splits.mean, splits.std,
-                        augment=config.augment, seed=config.data_seed)
-    val = ArraySource(splits.val_x, splits.val_y, splits.mean, splits.std)
-    test = ArraySource(splits.test_x, splits.test_y, splits.mean, splits.std)
+                        augment=config.augment, seed=config.data_seed, scaled=scaled)
+    val = ArraySource(splits.val_x, splits.val_y, splits.mean, splits.std, scaled=scaled)
+    test = ArraySource(splits.test_x, splits.test_y, splits.mean, splits.std, scaled=scaled)
     return (train, val.eval_batches(config.eval_batch_size) or None,
             test.eval_batches(config.eval_batch_size))
 
@@ -55,8 +56,9 @@ class ArraySource:
 
     seekable = True
 
-    def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0):
+    def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0, scaled=False):
         self.size = int(images.shape[0])
+        self.scaled = scaled
         self.images = tf.constant(images)
         self.labels = tf.constant(labels)
         self.mean = float(mean)
@@ -65,7 +67,9 @@ class ArraySource:
         self.seed = seed
 
     def normalize(self, images):
-        """uint8 images to float32, scaled to [0, 1] then standardised."""
+        """uint8 images to float32, scaled to [0, 1] then standardised; scaled inputs only cast."""
+        if self.scaled:
+            return tf.cast(images, tf.float32)
         return (tf.cast(images, tf.float32) / 255.0 - self.mean) / self.std
 
     def prepare(self, indices, step=None):

@@ -1,9 +1,19 @@
-"""Whole-model operations: wrap, strip, read and set masks, snapshot, reset."""
+"""Whole-model operations: wrap, strip, read and set masks, snapshot, reset, summary."""
+
+import warnings
+import weakref
 
 import keras
 import numpy as np
 
-from tf_lottery.wrapper import LotteryWrapper, default_prunable, is_tf_keras_object
+from tf_lottery.wrapper import (LotteryWrapper, builds_from_several_shapes, default_prunable,
+                                is_tf_keras_object)
+
+# Layers left unwrapped with more parameters than this get a warning from wrap().
+LARGE_UNWRAPPED_LAYER = 10_000
+
+# {model: [(variable, value)]}: the snapshot of the layers outside any wrapper, in memory only.
+_UNWRAPPED_SNAPSHOTS = weakref.WeakKeyDictionary()
 
 
 def _check_keras3_model(model):
@@ -32,15 +42,38 @@ def wrappers(model):
     return [layer for layer in _all_layers(model) if isinstance(layer, LotteryWrapper)]
 
 
+def _require_wrappers(model):
+    _check_keras3_model(model)
+    found = wrappers(model)
+    if not found:
+        raise ValueError(f"model '{model.name}' has no LotteryWrapper; call tfl.wrap(model) first")
+    return found
+
+
+def _unwrapped_layer_variables(model):
+    return [variable for layer in _all_layers(model)
+            if not isinstance(layer, (LotteryWrapper, keras.Model)) for variable in layer.weights]
+
+
+def _snapshot_unwrapped(model):
+    _UNWRAPPED_SNAPSHOTS[model] = [(variable, keras.ops.convert_to_numpy(variable))
+                                   for variable in _unwrapped_layer_variables(model)]
+
+
 def copy_weights(source, target):
     """Copies weights layer by layer (matched by name) from `source` into `target`, a wrapped
-    clone of it, and makes them the snapshot; masks are untouched."""
+    clone of it, and makes them the snapshot (see `snapshot`); masks are untouched."""
+    _copy_weights(source, target)
+    _snapshot_unwrapped(target)
+
+
+def _copy_weights(source, target):
     for new in target.layers:
         if not new.weights:
             continue
         old = source.get_layer(new.name)
         if isinstance(new, keras.Model):
-            copy_weights(old, new)
+            _copy_weights(old, new)
         elif isinstance(new, LotteryWrapper):
             new.layer.set_weights(old.get_weights())
             new.take_snapshot()
@@ -51,15 +84,23 @@ def copy_weights(source, target):
 def wrap(model, exclude=(), prunable=None):
     """Returns a copy of `model` with a LotteryWrapper around every prunable layer.
 
-    The copy keeps the model's current weights, which become the snapshot
-    (theta_0). Works on Sequential and functional models, nested ones included;
-    subclassed models need their layers wrapped by hand.
+    Prunable by default: Dense, EinsumDense, Conv and Embedding layers,
+    MultiHeadAttention (query, key, value and output kernels), LSTM, GRU and
+    SimpleRNN (input and recurrent kernels), and the same inside Bidirectional
+    and TimeDistributed (see `wrapper.default_prunable`). The copy keeps the
+    model's current weights, which become the snapshot (theta_0; `snapshot`).
+    Works on Sequential and functional models, nested ones included;
+    subclassed models need their layers wrapped by hand. A layer left unwrapped
+    with more than LARGE_UNWRAPPED_LAYER parameters that `exclude` does not name
+    gets a warning: it will not be pruned. A compiled model's copy is compiled
+    the same way (loss, metrics, a fresh optimizer of the same config).
 
     Args:
         model: a built Keras 3 Sequential or functional model.
         exclude: names of layers to leave unwrapped (never pruned).
         prunable: optional {layer_name: (attribute, ...)} overriding which
-            weights of a layer are masked.
+            weights of a layer are masked; any layer with weights can be named,
+            and a dotted attribute reaches into sublayers ('cell.kernel').
     """
     _check_keras3_model(model)
     exclude = set(exclude)
@@ -79,7 +120,11 @@ def wrap(model, exclude=(), prunable=None):
         if layer.name in exclude:
             return copy
         attrs = prunable.get(layer.name, default_prunable(layer))
-        return LotteryWrapper(copy, prunable=attrs) if attrs else copy
+        if not attrs:
+            return copy
+        if builds_from_several_shapes(copy):
+            copy.build_from_config(layer.get_build_config())
+        return LotteryWrapper(copy, prunable=attrs)
 
     try:
         wrapped = keras.models.clone_model(model, clone_function=clone, recursive=True)
@@ -88,9 +133,31 @@ def wrap(model, exclude=(), prunable=None):
             f"cannot wrap model '{model.name}' ({error}); wrap() takes Sequential and "
             "functional models, wrap the layers of a subclassed model with LotteryWrapper") from None
     if not wrappers(wrapped):
-        raise ValueError(f"model '{model.name}' has no prunable layer (Dense, Conv, Embedding)")
+        raise ValueError(f"model '{model.name}' has no prunable layer (Dense, Conv, Embedding, "
+                         "attention or recurrent layers; or name weights in prunable=)")
     copy_weights(model, wrapped)
+    for layer in _all_layers(wrapped):
+        if isinstance(layer, (LotteryWrapper, keras.Model)) or layer.name in exclude:
+            continue
+        size = sum(int(np.prod(w.shape)) for w in layer.weights)
+        if size > LARGE_UNWRAPPED_LAYER:
+            warnings.warn(
+                f"layer '{layer.name}' ({type(layer).__name__}, {size:,} parameters) is not wrapped and "
+                f"will not be pruned; name its weights in prunable={{'{layer.name}': (...)}} to prune "
+                f"it, or in exclude to silence this warning", stacklevel=2)
+    _compile_like(model, wrapped)
     return wrapped
+
+
+def _compile_like(model, wrapped):
+    """Compiles the copy as `model` was compiled (a fresh optimizer from the same config)."""
+    if not getattr(model, "compiled", False):
+        return
+    try:
+        wrapped.compile_from_config(model.get_compile_config())
+    except (TypeError, ValueError) as error:
+        warnings.warn(f"the wrapped copy of '{model.name}' could not be compiled like the original "
+                      f"({str(error).splitlines()[0]}); call compile() on it", stacklevel=3)
 
 
 def wrap_like(model, template):
@@ -106,8 +173,23 @@ def wrap_like(model, template):
 
 
 def strip(model):
-    """Returns a plain Keras copy of a wrapped model with `weight * mask` baked in."""
+    """Returns the wrapped model with `where(mask, weight, 0)` baked in: exact zeros where pruned.
+
+    Sequential and functional models (nested ones included) give a plain Keras
+    copy without any wrapper, which needs neither tf_lottery nor its masks.
+
+    A subclassed model, which Keras cannot clone, is stripped in place and
+    returned: every masked weight becomes `where(mask, weight, 0)`, so its
+    variables (`get_weights`, `save_weights`) hold the stripped network. The
+    wrappers and masks stay (they now change nothing: the model computes the
+    same function as before, and further training keeps the zeros); build the
+    plain architecture and copy the inner layers' weights into it to drop them.
+    """
     _check_keras3_model(model)
+    if not isinstance(model, (keras.Sequential, keras.Function)):
+        for _, weight, mask in masked_weights(model):
+            weight.assign(keras.ops.where(mask, weight, 0))
+        return model
 
     def clone(layer):
         inner = layer.layer if isinstance(layer, LotteryWrapper) else layer
@@ -126,7 +208,7 @@ def _copy_stripped(source, target):
         if isinstance(new, keras.Model):
             _copy_stripped(old, new)
         elif isinstance(old, LotteryWrapper):
-            masked = {id(w): w * keras.ops.cast(m, w.dtype) for _, w, m in old.masked_weights}
+            masked = {id(w): keras.ops.where(m, w, 0) for _, w, m in old.masked_weights}
             new.set_weights([keras.ops.convert_to_numpy(masked.get(id(w), w))
                              for w in old.layer.weights])
         else:
@@ -138,17 +220,32 @@ def masked_weights(model):
     return [item for wrapper in wrappers(model) for item in wrapper.masked_weights]
 
 
+# Keras' convolution layers (Conv1D/2D/3D, their transposes, depthwise and separable ones).
+CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+                keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+                keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
+                keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D,
+                keras.layers.SeparableConv2D)
+
+
+def conv_keys(model):
+    """Keys of the masked weights of convolution layers (what --conv_prune_fraction prunes)."""
+    return [key for wrapper in wrappers(model) if isinstance(wrapper.layer, CONVOLUTIONS)
+            for key, _, _ in wrapper.masked_weights]
+
+
 def get_masks(model):
-    """{key: float32 0/1 numpy array} for every masked weight."""
+    """{key: float32 0/1 numpy array} for every masked weight; ValueError if `model` has no wrapper."""
+    _require_wrappers(model)
     return {key: keras.ops.convert_to_numpy(mask) for key, _, mask in masked_weights(model)}
 
 
 def effective_weights(model):
-    """{key: numpy array} of the masked weights times their masks: what the layers compute with.
+    """{key: numpy array} of `where(mask, weight, 0)` per masked weight: what the layers compute with.
 
     Unlike Keras' `Model.get_weights`, keyed by 'layer/attribute' and masked.
     """
-    return {key: keras.ops.convert_to_numpy(w * keras.ops.cast(m, w.dtype))
+    return {key: keras.ops.convert_to_numpy(keras.ops.where(m, w, 0))
             for key, w, m in masked_weights(model)}
 
 
@@ -158,7 +255,8 @@ def raw_weights(model):
 
 
 def set_masks(model, masks, strict=True):
-    """Assigns {key: 0/1 array}; shapes and keys are checked before anything is assigned."""
+    """Assigns {key: 0/1 array}; shapes, values and keys are checked before anything is assigned."""
+    _require_wrappers(model)
     items = {key: mask for key, _, mask in masked_weights(model)}
     if strict:
         missing = sorted(set(items) - set(masks))
@@ -181,19 +279,36 @@ def set_masks(model, masks, strict=True):
 
 
 def snapshot(model):
-    """Copies the current weights of every wrapped layer into its snapshot."""
-    for wrapper in wrappers(model):
+    """Takes the snapshot that `reset` returns to: every weight of the model as it is now.
+
+    Wrapped layers copy their weights into their snapshot variables, which
+    checkpoints and `.keras` files carry. The layers outside any wrapper (batch
+    norm with its moving statistics, excluded layers) are copied into memory
+    only: a model restored from a file has the snapshot of its wrapped layers,
+    and its unwrapped layers' snapshot is the one `wrap` (or the last
+    `snapshot` in this process) took.
+    """
+    for wrapper in _require_wrappers(model):
         wrapper.take_snapshot()
+    _snapshot_unwrapped(model)
 
 
 def reset(model):
-    """Sets every wrapped layer's weights back to its snapshot (masks are kept)."""
-    for wrapper in wrappers(model):
+    """Sets every weight back to the snapshot (see `snapshot`); masks are kept.
+
+    Wrapped layers return to their snapshot variables; unwrapped layers
+    (batch-norm statistics included) to the in-memory snapshot of this model,
+    if `wrap` or `snapshot` took one in this process.
+    """
+    for wrapper in _require_wrappers(model):
         wrapper.reset()
+    for variable, value in _UNWRAPPED_SNAPSHOTS.get(model, ()):
+        variable.assign(value)
 
 
 def sparsity_report(model):
     """{'layers': {key: {'size', 'remaining', 'remaining_fraction'}}, 'size', 'remaining', 'remaining_fraction'}."""
+    _require_wrappers(model)
     layers = {}
     for key, mask in get_masks(model).items():
         remaining = int(mask.sum())
@@ -203,6 +318,31 @@ def sparsity_report(model):
     remaining = sum(v["remaining"] for v in layers.values())
     return {"layers": layers, "size": size, "remaining": remaining,
             "remaining_fraction": remaining / size}
+
+
+def summary(model, print_fn=None):
+    """Prints and returns a table of the masked weights: key, shape, size, remaining, remaining %.
+
+    The last line totals every masked weight. `print_fn` (default `print`)
+    receives the whole table, as with Keras' `Model.summary`, whose per-layer
+    counts leave out the wrappers' masks and snapshots but whose "Non-trainable
+    params" total still includes them.
+    """
+    report = sparsity_report(model)
+    shapes = {key: tuple(weight.shape) for key, weight, _ in masked_weights(model)}
+    rows = [("weight", "shape", "size", "remaining", "remaining %")]
+    for key, layer in report["layers"].items():
+        rows.append((key, str(shapes[key]), f"{layer['size']:,}", f"{layer['remaining']:,}",
+                     f"{100 * layer['remaining_fraction']:.2f}%"))
+    rows.append(("total", "", f"{report['size']:,}", f"{report['remaining']:,}",
+                 f"{100 * report['remaining_fraction']:.2f}%"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+                       + [cell.rjust(width) for cell, width in zip(row[2:], widths[2:])]).rstrip()
+             for row in rows]
+    text = "\n".join(lines)
+    (print_fn or print)(text)
+    return text
 
 
 def output_key(model):
@@ -217,10 +357,4 @@ def output_key(model):
 
 def unwrapped_variables(model):
     """{path: variable} of layers outside any wrapper (e.g. batch norm), reset by the IMP driver."""
-    result = {}
-    for layer in _all_layers(model):
-        if isinstance(layer, (LotteryWrapper, keras.Model)):
-            continue
-        for variable in layer.weights:
-            result[variable.path] = variable
-    return result
+    return {variable.path: variable for variable in _unwrapped_layer_variables(model)}

@@ -97,8 +97,8 @@ def describe(config):
             f"pruning {100 * config.get('prune_fraction', 0):g}% of the remaining weights per round "
             f"({config.get('prune_scope')} scope{output}), survivors {reset}; "
             f"{config.get('train_steps')} iterations per round, {config.get('optimizer')} "
-            f"(learning rate {config.get('learning_rate')}, batch {config.get('batch_size')}), "
-            f"seed {config.get('seed')}.")
+            f"(learning rate {config.get('learning_rate')}, batch {config.get('batch_size')})"
+            + (f", seed {config['seed']}." if config.get("seed") is not None else "."))
 
 
 def _link(path, base):

@@ -40,6 +40,9 @@ class Context:
     strategy: object = None
     build_model: object = None    # seed -> a fresh model, wrapped as the experiment's (controls)
     on_nan: str = "stop"
+    objective: object = None      # objective.Objective: loss, optimizer, metrics, monitor
+    callbacks: tuple = ()         # Keras callbacks, called at every evaluation of every round
+    verbose: int = 0              # 1: a progress bar per round and the round table
 
     @property
     def keys(self):
@@ -51,14 +54,15 @@ class Context:
 
     @property
     def conv_keys(self):
-        return [key for key, weight, _ in model_ops.masked_weights(self.model) if len(weight.shape) > 2]
+        return model_ops.conv_keys(self.model)
 
     def structures(self):
         return self.pruning_config.structures(self.keys, self.output_key)
 
 
 def make_context(model, splits, *, rounds, training_config, pruning_config, experiment_dir,
-                 on_nan="stop", strategy=None, build_model=None):
+                 on_nan="stop", strategy=None, build_model=None, objective=None, callbacks=(),
+                 verbose=0):
     """The Context of a wrapped model (its Trainer built once, shared by every branch)."""
     if on_nan not in ON_NAN:
         raise ValueError(f"unknown on_nan '{on_nan}'; choose one of {', '.join(ON_NAN)}")
@@ -67,11 +71,12 @@ def make_context(model, splits, *, rounds, training_config, pruning_config, expe
     experiment_dir = pathlib.Path(experiment_dir)
     strategy = strategy or tf.distribute.get_strategy()
     return Context(
-        model=model, trainer=training.Trainer(model, splits, training_config, strategy),
+        model=model, trainer=training.Trainer(model, splits, training_config, strategy, objective),
         splits=splits, training_config=training_config, pruning_config=pruning_config,
         experiment_dir=experiment_dir, rounds=rounds,
         reset_point=checkpoints.ResetPoint(model, experiment_dir), strategy=strategy,
-        build_model=build_model, on_nan=on_nan)
+        build_model=build_model, on_nan=on_nan, objective=objective, callbacks=tuple(callbacks),
+        verbose=verbose)
 
 
 class Branch:
@@ -86,6 +91,7 @@ class Branch:
     def __init__(self, context, name=None):
         self.context = context
         self.name = name
+        self.trained = []  # the rounds run_branch trained (not skipped as finished)
 
     def model_for(self, round_index):
         """(model, trainer) that train round `round_index`."""
@@ -110,7 +116,7 @@ def _sparsity_record(round_index, model):
 
 
 def train_round(trainer, model, directory, round_index, *, name, hooks=None, on_nan="stop",
-                on_stop=None):
+                on_stop=None, callbacks=(), verbose=0):
     """Trains one round in `directory`, writes it (metrics last) and returns its record.
 
     The record holds the round's sparsity and the trainer's summary. A
@@ -119,7 +125,8 @@ def train_round(trainer, model, directory, round_index, *, name, hooks=None, on_
     failed record is written as the round's metrics and returned.
     """
     try:
-        result = trainer.train(directory=directory, hooks=hooks, name=name)
+        result = trainer.train(directory=directory, hooks=hooks, name=name, callbacks=callbacks,
+                               verbose=verbose)
     except FloatingPointError as error:
         record = {**_sparsity_record(round_index, model), "failed": True, "error": str(error)}
         if on_nan == "stop":
@@ -153,11 +160,18 @@ def run_branch(branch, on_round_start=None):
             branch.start(r, records)
             if on_round_start:
                 on_round_start(r, model)
+        if context.verbose:
+            print(f"{branch.log_name(r)}: "
+                  f"{100 * model_ops.sparsity_report(model)['remaining_fraction']:.2f}% remaining")
         record = train_round(
             trainer, model, directory, r, name=branch.log_name(r), hooks=branch.hooks(r),
             on_nan=context.on_nan, on_stop=lambda rec: results.update_summary(
-                context.experiment_dir, records + [rec], control=branch.name))
+                context.experiment_dir, records + [rec], control=branch.name),
+            callbacks=context.callbacks, verbose=context.verbose)
         records.append(record)
+        branch.trained.append(r)
+        if context.verbose:
+            print(results.format_table([record]))
         results.update_summary(context.experiment_dir, records, control=branch.name)
         if not record.get("failed"):
             tensorboard.log_round(context.experiment_dir, r, context.training_config, control=branch.name)

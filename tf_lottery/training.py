@@ -18,6 +18,7 @@ from tf_lottery import input_pipeline
 from tf_lottery import model_ops
 from tf_lottery import results
 from tf_lottery.config import OPTIMIZERS
+from tf_lottery.objective import Objective
 
 @dataclasses.dataclass
 class TrainResult:
@@ -25,19 +26,26 @@ class TrainResult:
     curve: list
     train_steps: int
     wall_seconds: float
+    objective: Objective = Objective()
 
     @property
     def early_stop(self):
-        """The evaluation record of minimum validation loss (the last one if there is no validation split)."""
-        with_val = [r for r in self.curve if r.get("val_loss") is not None]
-        if not with_val:
+        """The evaluation record where the monitor (by default the validation loss) is best.
+
+        The first best one; the last record if the monitor was never measured
+        (no validation split).
+        """
+        monitor = self.objective.monitor
+        measured = [r for r in self.curve if r.get(monitor) is not None]
+        if not measured:
             return self.curve[-1]
-        return min(with_val, key=lambda r: r["val_loss"])
+        best = min if self.objective.mode == "min" else max
+        return best(measured, key=lambda r: r[monitor])
 
     def summary(self):
         """The round-record fields: early-stop iteration and accuracies, final accuracy, steps, time."""
         early, final = self.early_stop, self.curve[-1]
-        return {
+        record = {
             "early_stop_iteration": early["iteration"],
             "early_stop_val_loss": early.get("val_loss"),
             "early_stop_val_accuracy": early.get("val_accuracy"),
@@ -47,6 +55,26 @@ class TrainResult:
             "train_steps": self.train_steps,
             "wall_seconds": round(self.wall_seconds, 3),
         }
+        if self.objective.monitor != Objective.monitor:
+            record["early_stop_monitor"] = self.objective.monitor
+        if final["iteration"] != self.train_steps:
+            record["stopped_at"] = final["iteration"]  # a callback stopped the round early
+        return record
+
+
+def _correct(labels, outputs, from_logits):
+    """How many predictions are right: argmax for class scores (sparse or one-hot labels),
+    a threshold for one output unit."""
+    if outputs.shape[-1] == 1:
+        predicted = tf.cast(outputs > (0.0 if from_logits else 0.5), tf.float32)
+        return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(tf.reshape(labels, tf.shape(predicted)),
+                                                                   tf.float32)), tf.float32))
+    if labels.shape.rank == outputs.shape.rank:
+        labels = tf.argmax(labels, axis=-1)
+    if not labels.dtype.is_integer or labels.dtype not in (tf.int32, tf.int64):
+        labels = tf.cast(labels, tf.int64)
+    predictions = tf.argmax(outputs, axis=-1, output_type=labels.dtype)
+    return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
 
 
 def configure_runtime(seed, deterministic=True):
@@ -109,9 +137,8 @@ def use_xla(requested, model, strategy):
         return False
     if requested is not None:
         return requested
-    convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                    keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
-    convolutional = any(isinstance(layer, convolutions) for layer in model_ops.inner_layers(model))
+    convolutional = any(isinstance(layer, model_ops.CONVOLUTIONS)
+                        for layer in model_ops.inner_layers(model))
     return not (on_cpu and convolutional)
 
 
@@ -124,17 +151,24 @@ class Trainer:
     across runs, so IMP rounds do not retrace it.
     """
 
-    def __init__(self, model, splits, config, strategy=None):
+    def __init__(self, model, splits, config, strategy=None, objective=None):
         if config.data_seed is None:  # a TrainingConfig made in Python: the first data order
             config = dataclasses.replace(config, data_seed=0)
         self.model = model
         self.config = config
+        self.objective = objective or Objective()
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise ValueError(f"batch_size {config.batch_size} does not split over {replicas} replicas")
+        # Batches of the user's pipelines may vary in size: their loss is the batch mean.
+        self._batch_mean = getattr(splits, "variable_batches", False)
+        if self._batch_mean and replicas > 1:
+            raise ValueError("a tf.data pipeline of variable batches trains on one replica; "
+                             "use data.Splits or a StreamedSplits with a strategy")
+        self._user_loss = self.objective.loss_function()
         with self.strategy.scope():
-            self.optimizer = make_optimizer(config)
+            self.optimizer = self.objective.make_optimizer() or make_optimizer(config)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
@@ -171,17 +205,26 @@ class Trainer:
         images, labels = self._train_source.prepare(batch, seed_step)
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(images, training=True), tf.float32)
-            loss = self._loss(labels, logits) / self.config.batch_size
+            loss = self._batch_loss(labels, logits)
             total = loss + tf.add_n(self.model.losses) / replicas if self.model.losses else loss
             if self.config.weight_decay:
                 total += 0.5 * self.config.weight_decay / replicas * tf.add_n(
-                    [tf.reduce_sum(tf.square(v if m is None else v * m)) for v, m in self._decayed])
+                    [tf.reduce_sum(tf.square(v if m is None else tf.where(m > 0, v, tf.zeros_like(v))))
+                     for v, m in self._decayed])
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 total = self.optimizer.scale_loss(total)
         variables = self.model.trainable_variables
         grads = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return loss
+
+    def _batch_loss(self, labels, outputs):
+        """This replica's share of the mean training loss of the global batch."""
+        if self._user_loss is not None:
+            return self._user_loss(labels, outputs) / self.strategy.num_replicas_in_sync
+        if self._batch_mean:
+            return self._loss(labels, outputs) / tf.cast(tf.shape(labels)[0], tf.float32)
+        return self._loss(labels, outputs) / self.config.batch_size
 
     def _train_chunk_py(self, iterator, steps):
         total = tf.constant(0.0)
@@ -194,31 +237,35 @@ class Trainer:
 
     def _eval_batch_py(self, images, labels):
         logits = tf.cast(self.model(images, training=False), tf.float32)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
-        predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
-        correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
-        return loss, correct
+        if self._user_loss is None:
+            loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True))
+        else:
+            loss = self._user_loss(labels, logits) * tf.cast(tf.shape(logits)[0], tf.float32)
+        return loss, _correct(labels, logits, self.objective.from_logits), logits
 
-    def _evaluate_split(self, batches):
+    def _evaluate_split(self, batches, prefix):
         if batches is None:
-            return None, None
+            return {f"{prefix}_loss": None, f"{prefix}_accuracy": None}
+        metrics = self.objective.make_metrics()
         loss = correct = count = 0.0
         for images, labels in batches:
-            batch_loss, batch_correct = self._eval_batch(images, labels)
+            batch_loss, batch_correct, outputs = self._eval_batch(images, labels)
             loss += float(batch_loss)
             correct += float(batch_correct)
             count += int(labels.shape[0])
-        return loss / count, correct / count
+            for metric in metrics:
+                metric.update_state(labels, outputs)
+        values = {f"{prefix}_loss": loss / count, f"{prefix}_accuracy": correct / count}
+        values.update({f"{prefix}_{m.name}": float(m.result()) for m in metrics})
+        return values
 
     def evaluate(self):
-        """{'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'} of the model as it is now."""
-        val_loss, val_acc = self._evaluate_split(self._val)
-        test_loss, test_acc = self._evaluate_split(self._test)
-        return {"val_loss": val_loss, "val_accuracy": val_acc,
-                "test_loss": test_loss, "test_accuracy": test_acc}
+        """{'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', and val_/test_ of each compiled
+        metric} of the model as it is now."""
+        return {**self._evaluate_split(self._val, "val"), **self._evaluate_split(self._test, "test")}
 
-    def train(self, directory=None, hooks=None, name="train"):
+    def train(self, directory=None, hooks=None, name="train", callbacks=None, verbose=0):
         """Runs (or, from a checkpoint in `directory`, finishes) one training run.
 
         With `directory`, checkpoints of model, optimizer and iteration go to
@@ -228,17 +275,29 @@ class Trainer:
         data order continues where it stopped. `hooks` maps an iteration to a
         callable run once exactly that many iterations are done (before that
         iteration's checkpoint).
+
+        `callbacks` (Keras callbacks) see the run as `fit` would with one
+        "epoch" per evaluation: on_train_begin, on_epoch_begin/on_epoch_end
+        with the evaluation's logs (loss, val_loss, val_accuracy, ...),
+        on_train_end; setting model.stop_training ends the run after that
+        evaluation. `verbose=1` shows a progress bar.
         """
-        return _Run(self, directory, hooks, name).train()
+        return _Run(self, directory, hooks, name, callbacks, verbose).train()
 
 
 class _Run:
     """One training run of a Trainer: its checkpoints, progress record and loop."""
 
-    def __init__(self, trainer, directory, hooks, name):
+    def __init__(self, trainer, directory, hooks, name, callbacks=None, verbose=0):
         self.trainer = trainer
         self.config = trainer.config
         self.name = name
+        self.callbacks = keras.callbacks.CallbackList(list(callbacks or ()), model=trainer.model)
+        self.progress = None
+        if verbose:
+            shown = ["loss"] + [f"{split}_{name}" for split in ("val", "test") for name in
+                                ["loss", "accuracy"] + [m.name for m in trainer.objective.make_metrics()]]
+            self.progress = keras.utils.Progbar(self.config.train_steps, stateful_metrics=shown)
         self.hooks = dict(hooks or {})
         bad = [k for k in self.hooks if not 0 <= k <= self.config.train_steps]
         if bad:
@@ -328,12 +387,15 @@ class _Run:
         loss_sum, loss_steps = progress["loss_sum"], progress["loss_steps"]
         start_time = time.perf_counter()
         step = int(trainer.iteration.numpy())
+        trainer.model.stop_training = False
+        self.callbacks.on_train_begin()
         if step == 0:
             if 0 in self.hooks:
                 self.hooks[0](0)
             curve = [{"iteration": 0, "train_loss": None, **trainer.evaluate()}]
         iterator = self._batches(step)
-        while step < c.train_steps:
+        self.callbacks.on_epoch_begin(len(curve) - 1)
+        while step < c.train_steps and not trainer.model.stop_training:
             stop = self._next_stop(step)
             while step < stop:
                 n = min(c.steps_per_call, stop - step)
@@ -352,6 +414,8 @@ class _Run:
                         f"{self.name}: training loss is {chunk_loss} in iterations {step - n + 1}-{step}")
                 loss_sum += chunk_loss
                 loss_steps += n
+                if self.progress:
+                    self.progress.update(step, [("loss", chunk_loss / n)])
             if step in self.hooks:
                 self.hooks[step](step)
             if step % c.eval_every == 0 or step == c.train_steps:
@@ -360,14 +424,28 @@ class _Run:
                 curve.append(record)
                 loss_sum, loss_steps = 0.0, 0
                 log = logging.info if len(curve) % 10 == 1 or step == c.train_steps else logging.debug
-                log("%s: iteration %d train loss %.4f val acc %s test acc %.4f",
+                log("%s: iteration %d train loss %.4f val acc %s test acc %s",
                     self.name, step, train_loss, _fmt(record["val_accuracy"]),
-                    record["test_accuracy"])
-            if self.manager and (step % c.checkpoint_every == 0 or step == c.train_steps):
+                    _fmt(record["test_accuracy"]))
+                self._end_epoch(len(curve) - 2, record, last=step == c.train_steps)
+            if self.manager and (step % c.checkpoint_every == 0 or step == c.train_steps
+                                 or trainer.model.stop_training):
                 self._save({"curve": curve, "loss_sum": loss_sum, "loss_steps": loss_steps,
                             "wall_seconds": wall_before + time.perf_counter() - start_time})
         wall = wall_before + time.perf_counter() - start_time
-        return TrainResult(curve=curve, train_steps=c.train_steps, wall_seconds=wall)
+        self.callbacks.on_train_end({k: v for k, v in curve[-1].items() if v is not None})
+        return TrainResult(curve=curve, train_steps=c.train_steps, wall_seconds=wall,
+                           objective=trainer.objective)
+
+    def _end_epoch(self, epoch, record, last):
+        """Hands one evaluation to the callbacks as the end of an epoch (and the progress bar)."""
+        logs = {("loss" if k == "train_loss" else k): v for k, v in record.items()
+                if v is not None and k != "iteration"}
+        self.callbacks.on_epoch_end(epoch, logs)
+        if self.progress:
+            self.progress.update(record["iteration"], [(k, v) for k, v in logs.items() if k != "loss"])
+        if not last and not self.trainer.model.stop_training:
+            self.callbacks.on_epoch_begin(epoch + 1)
 
 
 def _fmt(value):

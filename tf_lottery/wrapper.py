@@ -15,8 +15,12 @@ _PRUNABLE_BY_TYPE = (
     (keras.layers.Conv2D, ("kernel",)),
     (keras.layers.Conv3D, ("kernel",)),
     (keras.layers.Dense, ("kernel",)),
+    (keras.layers.EinsumDense, ("kernel",)),
     (keras.layers.Embedding, ("embeddings",)),
+    (keras.layers.MultiHeadAttention,
+     ("query_dense.kernel", "key_dense.kernel", "value_dense.kernel", "output_dense.kernel")),
 )
+_RECURRENT_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
 
 
 def is_tf_keras_object(obj):
@@ -25,27 +29,80 @@ def is_tf_keras_object(obj):
 
 
 def default_prunable(layer):
-    """Names of the weights of `layer` that are pruned by default (kernels, embeddings)."""
+    """Names of the weights of `layer` that are pruned by default.
+
+    Kernels of Dense, EinsumDense and Conv layers, embeddings of Embedding, the
+    query, key, value and output kernels of MultiHeadAttention, the input and
+    recurrent kernels of LSTM, GRU and SimpleRNN, and the same through
+    Bidirectional (both directions) and TimeDistributed. A dotted name is an
+    attribute path from the layer to the weight ('cell.kernel').
+    """
+    if isinstance(layer, keras.layers.Bidirectional):
+        return (tuple(f"forward_layer.{name}" for name in default_prunable(layer.forward_layer))
+                + tuple(f"backward_layer.{name}" for name in default_prunable(layer.backward_layer)))
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return tuple(f"layer.{name}" for name in default_prunable(layer.layer))
+    if isinstance(layer, keras.layers.RNN) and isinstance(layer.cell, _RECURRENT_CELLS):
+        return ("cell.kernel", "cell.recurrent_kernel")
     for layer_type, names in _PRUNABLE_BY_TYPE:
         if isinstance(layer, layer_type):
             return names
     return ()
 
 
+def builds_from_several_shapes(layer):
+    """Whether `layer.build` needs the shapes of several inputs (MultiHeadAttention: query and value)."""
+    required = [p for p in inspect.signature(layer.build).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    return len(required) > 1
+
+
+def _weight_at(layer, path):
+    value = layer
+    for name in path.split("."):
+        value = getattr(value, name, None)
+    return value
+
+
+def _variable_name(path):
+    return path.replace(".", "_")
+
+
+def _snapshot_names(weights):
+    """Snapshot variable names: the weights' names, or their paths below the layer where names repeat."""
+    names = [weight.name for weight in weights]
+    if len(set(names)) == len(names):
+        return names
+    parts = [weight.path.split("/") for weight in weights]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return ["_".join(p[common:]) for p in parts]
+
+
 @keras.saving.register_keras_serializable(package="tf_lottery")
 class LotteryWrapper(keras.layers.Wrapper):
-    """Runs the wrapped layer on `weight * mask` for each prunable weight.
+    """Runs the wrapped layer on `where(mask, weight, 0)` for each prunable weight.
 
     For every prunable weight the wrapper owns a non-trainable float32 `mask`
     (ones at first); for every weight of the inner layer (prunable or not, so
-    that biases reset too) it owns a non-trainable `snapshot`, taken when the
-    wrapper is built: theta_0. Masked positions get exactly zero gradient.
+    that biases and batch-norm statistics reset too) it owns a non-trainable
+    `snapshot`, taken when the wrapper is built: theta_0. Masked positions get
+    exactly zero gradient, and whatever a pruned position holds (even NaN) never
+    reaches the output. The wrapper takes the inner layer's dtype policy, so a
+    float32 layer in a mixed-precision model still computes in float32.
+
+    The inner layer runs with its variables read through a `keras.StatelessScope`,
+    so any layer works, whatever its inputs (MultiHeadAttention takes query and
+    value: `wrapper(query, value)`); updates the inner layer makes to its state
+    (batch-norm statistics, dropout seeds) are applied after the call.
 
     Args:
-        layer: the Keras 3 layer to wrap.
-        prunable: names of the inner layer's weight attributes to mask
-            (default: the kernel of Dense/Conv layers, the embeddings of
-            Embedding).
+        layer: the Keras 3 layer to wrap. A layer whose build needs the shapes of
+            several inputs (MultiHeadAttention) must be built first.
+        prunable: names of the inner layer's weight attributes to mask; a dotted
+            name reaches into sublayers ('cell.kernel', 'query_dense.kernel').
+            Default: `default_prunable(layer)`.
     """
 
     def __init__(self, layer, prunable=None, **kwargs):
@@ -60,7 +117,10 @@ class LotteryWrapper(keras.layers.Wrapper):
             raise ValueError(
                 f"layer '{layer.name}' ({type(layer).__name__}) has no prunable weight; "
                 "pass prunable=(...) to name its weight attributes")
+        if len(set(map(_variable_name, prunable))) != len(prunable):
+            raise ValueError(f"layer '{layer.name}': prunable names a weight twice: {prunable}")
         kwargs.setdefault("name", layer.name)
+        kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.prunable = prunable
         self._forward_training = "training" in inspect.signature(layer.call).parameters
@@ -68,39 +128,66 @@ class LotteryWrapper(keras.layers.Wrapper):
 
     def build(self, input_shape=None):
         if not self.layer.built:
+            if builds_from_several_shapes(self.layer):
+                raise ValueError(
+                    f"layer '{self.layer.name}' ({type(self.layer).__name__}) takes several inputs: "
+                    "build it (call it once, or call its build()) before wrapping it")
             self.layer.build(input_shape)
         self._masked = []
         for attr in self.prunable:
-            weight = getattr(self.layer, attr, None)
+            weight = _weight_at(self.layer, attr)
             if not isinstance(weight, keras.Variable):
                 raise ValueError(
                     f"layer '{self.layer.name}' has no weight attribute '{attr}'")
-            mask = self.add_weight(name=f"{attr}_mask", shape=weight.shape,
+            if any(weight is w for _, w, _ in self._masked):
+                raise ValueError(f"layer '{self.layer.name}': prunable names the weight of '{attr}' twice")
+            name = f"{_variable_name(attr)}_mask"
+            mask = self.add_weight(name=name, shape=weight.shape,
                                    initializer="ones", dtype="float32", trainable=False)
             # An attribute, so that tf.train.Checkpoint tracks it by name.
-            setattr(self, f"{attr}_mask", mask)
+            setattr(self, name, mask)
             self._masked.append((attr, weight, mask))
         self._snapshots = []
-        for weight in self.layer.trainable_weights:
+        weights = self.layer.weights
+        for weight, name in zip(weights, _snapshot_names(weights)):
             snapshot = self.add_weight(
-                name=f"{weight.name}_snapshot", shape=weight.shape, dtype=weight.dtype,
+                name=f"{name}_snapshot", shape=weight.shape, dtype=weight.dtype,
                 initializer=lambda shape, dtype, w=weight: ops.convert_to_tensor(w),
                 trainable=False)
-            setattr(self, f"{weight.name}_snapshot", snapshot)
+            setattr(self, f"{name}_snapshot", snapshot)
             self._snapshots.append((weight, snapshot))
+        # A frozenset: Keras would track the variables of a list as the wrapper's own.
+        self._masked_ids = frozenset(id(w) for _, w, _ in self._masked)
         self.built = True
 
-    def call(self, inputs, training=None):
-        mapping = [(w, w * ops.cast(m, w.dtype)) for _, w, m in self._masked]
-        kwargs = {"training": training} if self._forward_training else {}
-        with keras.StatelessScope(state_mapping=mapping):
-            return self.layer(inputs, **kwargs)
+    def call(self, inputs, *args, training=None, **kwargs):
+        # No `mask` parameter: Keras would record mask=None in the functional graph, which the
+        # stripped layer may not accept; the inner layer takes its mask from `inputs` itself.
+        if self._forward_training:
+            kwargs["training"] = training
+        mapping = [(w, ops.where(m, w, 0)) for _, w, m in self._masked]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer(inputs, *args, **kwargs)
+        for variable in self.layer.variables:
+            value = scope.get_current_value(variable)
+            if value is not None and id(variable) not in self._masked_ids:
+                variable.assign(value)
+        return outputs
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        if self._forward_training:
+            kwargs["training"] = training
+        return self.layer.compute_output_spec(inputs, *args, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
+
+    def count_params(self):
+        """Parameters of the inner layer: masks and snapshots are bookkeeping, not parameters."""
+        return self.layer.count_params()
 
     def get_config(self):
         return {**super().get_config(), "prunable": list(self.prunable)}
@@ -111,8 +198,8 @@ class LotteryWrapper(keras.layers.Wrapper):
         return [(f"{self.name}/{attr}", w, m) for attr, w, m in self._masked]
 
     def effective_weights(self):
-        """{key: weight * mask} as tensors."""
-        return {key: w * ops.cast(m, w.dtype) for key, w, m in self.masked_weights}
+        """{key: where(mask, weight, 0)} as tensors: what the inner layer computes with."""
+        return {key: ops.where(m, w, 0) for key, w, m in self.masked_weights}
 
     def take_snapshot(self):
         """Copies the current weights into the snapshot (theta_0, or theta_k when rewinding)."""
@@ -126,5 +213,5 @@ class LotteryWrapper(keras.layers.Wrapper):
 
     @property
     def snapshots(self):
-        """(weight, snapshot) pairs for every trainable weight of the inner layer."""
+        """(weight, snapshot) pairs for every weight of the inner layer."""
         return list(self._snapshots)

@@ -12,13 +12,14 @@ from tf_lottery.data.cifar import read_cifar_dir
 from tf_lottery.data.imagenet import (IMAGENET, IMAGENET_MEAN, IMAGENET_STD, StreamedSplits, imagenet_eval,
                                       imagenet_eval_image, imagenet_split_sizes, imagenet_train,
                                       imagenet_train_image, load_imagenet)
+from tf_lottery.data.user import DatasetSplits, as_splits
 from tf_lottery.registry import UnknownEntry
 
 __all__ = [
-    "DATASETS", "IMAGENET", "IMAGENET_MEAN", "IMAGENET_STD", "REGISTRY", "SHAPES", "DataError",
+    "DATASETS", "DatasetSplits", "IMAGENET", "IMAGENET_MEAN", "IMAGENET_STD", "REGISTRY", "SHAPES", "DataError",
     "InMemoryDataset", "LocalOrTfds", "Splits", "StreamedSplits", "bundled_dir", "hold_out",
     "imagenet_eval", "imagenet_eval_image", "imagenet_split_sizes", "imagenet_train",
-    "imagenet_train_image", "load", "load_imagenet", "pixel_stats", "read_cifar_dir", "read_idx",
+    "imagenet_train_image", "as_splits", "load", "load_imagenet", "pixel_stats", "read_cifar_dir", "read_idx",
     "read_idx_dir",
 ]
 

@@ -19,7 +19,13 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """In-memory train/validation/test arrays of one dataset, images as uint8 NHWC."""
+    """In-memory train/validation/test arrays of one dataset.
+
+    Raw images (`scaled=False`, the registered datasets) are uint8 NHWC and
+    become (x / 255 - mean) / std in the training step; inputs already
+    scaled by the user (`scaled=True`, any float dtype) are only cast to
+    float32.
+    """
 
     # Split kinds tell input_pipeline how they are read: arrays in memory, or tf.data streams.
     streamed: ClassVar[bool] = False
@@ -34,6 +40,16 @@ class Splits:
     num_classes: int
     mean: float  # pixel mean and std after /255, over the training split only
     std: float
+    scaled: bool = False
+
+    def __post_init__(self):
+        if not self.scaled:
+            for field in ("train_x", "val_x", "test_x"):
+                dtype = np.asarray(getattr(self, field)).dtype
+                if dtype != np.uint8:
+                    raise DataError(f"Splits '{self.name}': {field} is {dtype}, but raw images must be "
+                                    "uint8 (they are divided by 255 and standardised); pass "
+                                    "scaled=True for inputs that are already scaled")
 
     @property
     def input_shape(self) -> tuple:
@@ -46,12 +62,17 @@ class Splits:
 
     @property
     def normalization(self) -> dict:
-        """How a uint8 image becomes the model's input."""
+        """How a stored image becomes the model's input."""
+        if self.scaled:
+            return {"formula": "as given, as float32", "mean": 0.0, "std": 1.0}
         return {"formula": "(uint8 / 255 - mean) / std", "mean": self.mean, "std": self.std}
 
     def test_arrays(self, limit=None):
-        """(float32 images normalised as in training, labels) of the first `limit` test examples."""
-        x = self.test_x[:limit].astype(np.float32) / np.float32(255.0)
+        """(float32 inputs prepared as in training, labels) of the first `limit` test examples."""
+        x = self.test_x[:limit].astype(np.float32)
+        if self.scaled:
+            return x, np.asarray(self.test_y[:limit])
+        x = x / np.float32(255.0)
         return (x - np.float32(self.mean)) / np.float32(self.std), np.asarray(self.test_y[:limit])
 
 

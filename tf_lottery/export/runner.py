@@ -233,7 +233,7 @@ def _shrunk(model, masks, x, reference):
 def run(job):
     """Restores the round, strips (and shrinks) it, writes and checks each format; returns the report."""
     wrapped, masks = restore(job)
-    config, splits = job.prepared.config, job.prepared.splits
+    splits = job.prepared.splits
     x, labels = splits.test_arrays()
     reference = _keras_outputs(wrapped, x)
     model = model_ops.strip(wrapped)
@@ -242,7 +242,7 @@ def run(job):
         "selection": job.selection, "remaining_fraction": job.record["remaining_fraction"],
         "early_stop_test_accuracy": job.record["early_stop_test_accuracy"],
         "final_test_accuracy": job.record["final_test_accuracy"],
-        "model": config.model.name, "dataset": config.data.dataset,
+        "model": job.prepared.model_name, "dataset": job.prepared.dataset_name,
         "input": {"shape": [None, *splits.input_shape], "dtype": "float32",
                   "normalization": splits.normalization["formula"],
                   "mean": splits.normalization["mean"], "std": splits.normalization["std"]},

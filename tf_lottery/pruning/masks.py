@@ -88,6 +88,10 @@ def prune(weights, masks, fractions=None, densities=None, *, scope="layer", crit
     by_fraction = fractions is not None
     amounts = fractions if by_fraction else densities
     _check_amounts(amounts, by_fraction)
+    for key in sorted(masks):
+        mask = tf.cast(masks[key], tf.float32)
+        if not bool(tf.reduce_all((mask == 0) | (mask == 1))):
+            raise ValueError(f"mask for '{key}' holds values other than 0 and 1")
     names = _per_key(structure, masks)
     options = {"structure_norm": structure_norm, "block_shape": block_shape,
                "block_pooling": block_pooling, "n_of_m": n_of_m}

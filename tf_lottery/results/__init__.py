@@ -163,9 +163,13 @@ def format_table(records):
                          f"failed: {rec['error']}")
             continue
         lines.append(f"{rec['round']:>5}  {100 * rec['remaining_fraction']:>11.2f}  "
-                     f"{rec['early_stop_iteration']:>13}  {rec['early_stop_test_accuracy']:>12.4f}  "
-                     f"{rec['final_test_accuracy']:>14.4f}  {rec['wall_seconds']:>8.1f}")
+                     f"{rec['early_stop_iteration']:>13}  {_accuracy(rec['early_stop_test_accuracy']):>12}  "
+                     f"{_accuracy(rec['final_test_accuracy']):>14}  {rec['wall_seconds']:>8.1f}")
     return "\n".join(lines)
+
+
+def _accuracy(value):
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def format_summary(summary):
