@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery import data
+from tf_lottery import data, training
 
 
 def make_splits(n_train=240, n_val=60, n_test=60, shape=(8, 8, 1), classes=4, seed=0):
@@ -44,3 +44,25 @@ def tiny_training(**overrides):
 @pytest.fixture(scope="session")
 def splits():
     return make_splits()
+
+
+class Kill(Exception):
+    """Stands for a SIGKILL inside a test process."""
+
+
+def killed_after_save(monkeypatch, count, run):
+    """Runs `run()` with the Trainer raising Kill right after its `count`-th checkpoint save
+    (a kill mid-round); checks that it was killed and restores the normal save."""
+    original_save = training._Run._save
+    saves = {"n": 0}
+
+    def save_then_kill(self, progress):
+        original_save(self, progress)
+        saves["n"] += 1
+        if saves["n"] == count:
+            raise Kill()
+
+    monkeypatch.setattr(training._Run, "_save", save_then_kill)
+    with pytest.raises(Kill):
+        run()
+    monkeypatch.setattr(training._Run, "_save", original_save)

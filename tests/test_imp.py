@@ -8,7 +8,7 @@ import pytest
 import tf_lottery as tfl
 from tf_lottery import atomic, imp, pruning, results, training
 
-from conftest import tiny_model, tiny_training
+from conftest import killed_after_save, tiny_model, tiny_training
 
 PRUNING = tfl.PruningConfig(fraction=0.2, output_fraction=0.1)
 SIZES = {"fc1/kernel": 64 * 16, "fc2/kernel": 16 * 8, "output/kernel": 8 * 4}
@@ -96,29 +96,15 @@ def test_rewind_restores_the_weights_of_iteration_k(splits, tmp_path):
     assert not np.allclose(theta0[0], starts[1][0])
 
 
-class _Kill(Exception):
-    pass
-
-
 def test_resume_after_kill_mid_round_matches_uninterrupted_run(splits, tmp_path, monkeypatch):
     config = tiny_training(train_steps=30, checkpoint_every=10)
     expected = _run(tmp_path / "straight", splits, rounds=2, training_config=config)
 
-    saves = {"n": 0}
-    original_save = training._Run._save
-
-    def save_then_kill(self, progress):
-        original_save(self, progress)
-        saves["n"] += 1
-        if saves["n"] == 5:  # round 1, right after its checkpoint at iteration 20
-            raise _Kill()
-
-    monkeypatch.setattr(training._Run, "_save", save_then_kill)
-    with pytest.raises(_Kill):
-        _run(tmp_path / "killed", splits, rounds=2, training_config=config)
+    # Killed in round 1, right after its checkpoint at iteration 20 (the fifth save).
+    killed_after_save(monkeypatch, 5,
+                      lambda: _run(tmp_path / "killed", splits, rounds=2, training_config=config))
     assert (tmp_path / "killed" / "round_00" / "metrics.json").exists()
     assert not (tmp_path / "killed" / "round_01" / "metrics.json").exists()
-    monkeypatch.setattr(training._Run, "_save", original_save)
     resumed = _run(tmp_path / "killed", splits, rounds=2, training_config=config)
     assert _comparable(resumed) == _comparable(expected)
     for r in range(3):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import tf_lottery as tfl
 from tf_lottery import imp, results, training
 
-from conftest import tiny_model, tiny_training
+from conftest import killed_after_save, tiny_model, tiny_training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PRUNING = tfl.PruningConfig(fraction=0.5)
@@ -211,10 +211,6 @@ def test_callbacks_see_every_evaluation_and_can_stop_a_round(splits, tmp_path):
     assert all(r.get("stopped_at", 40) < 40 for r in records)  # mode=max on a falling loss: stop
 
 
-class _Kill(Exception):
-    pass
-
-
 def test_a_killed_pipeline_run_resumes_to_the_same_numbers(splits, tmp_path, monkeypatch):
     config = _compiled_training(train_steps=30, checkpoint_every=10)
 
@@ -227,19 +223,7 @@ def test_a_killed_pipeline_run_resumes_to_the_same_numbers(splits, tmp_path, mon
                     rounds=1, training_config=config)
 
     expected = run("straight")
-    saves = {"n": 0}
-    original_save = training._Run._save
-
-    def save_then_kill(self, progress):
-        original_save(self, progress)
-        saves["n"] += 1
-        if saves["n"] == 5:  # round 1, right after its checkpoint at iteration 20
-            raise _Kill()
-
-    monkeypatch.setattr(training._Run, "_save", save_then_kill)
-    with pytest.raises(_Kill):
-        run("killed")
-    monkeypatch.setattr(training._Run, "_save", original_save)
+    killed_after_save(monkeypatch, 5, lambda: run("killed"))  # round 1, after its checkpoint at 20
     resumed = run("killed")
 
     def comparable(records):

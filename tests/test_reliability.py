@@ -33,10 +33,10 @@ def _run_rounds(directory, splits, **kwargs):
 def _fail_round(monkeypatch, failing_round):
     original = training.Trainer.train
 
-    def train(self, directory=None, hooks=None, name="train"):
+    def train(self, directory=None, hooks=None, name="train", **options):
         if name == f"round {failing_round}":
             raise FloatingPointError(f"{name}: training loss is nan in iterations 1-10")
-        return original(self, directory=directory, hooks=hooks, name=name)
+        return original(self, directory=directory, hooks=hooks, name=name, **options)
 
     monkeypatch.setattr(training.Trainer, "train", train)
 

@@ -42,10 +42,10 @@ _EXPORTS = {
     "PruneDuringFit": "tf_lottery.callbacks",
     "RewindSnapshot": "tf_lottery.callbacks",
 }
-_SUBMODULES = ("analysis", "atomic", "config", "connectivity", "controls", "data", "distribute",
-               "experiment", "export", "flags", "imp", "input_pipeline", "model_ops", "models", "plots",
-               "pruning", "registry", "report", "results", "rounds", "schedules", "settings", "shrink",
-               "tensorboard", "training", "wrapper")
+_SUBMODULES = ("analysis", "atomic", "callbacks", "config", "connectivity", "controls", "data",
+               "distribute", "experiment", "export", "flags", "imp", "input_pipeline", "model_ops",
+               "models", "objective", "plots", "pruning", "registry", "report", "results", "rounds",
+               "schedules", "settings", "shrink", "study", "tensorboard", "training", "wrapper")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 
