@@ -127,6 +127,26 @@ def _library_context(model, train_data, validation_data, test_data, *, rounds, e
         raise ValueError("experiment_dir is required: each round's mask, curve, checkpoints and "
                          "record go there")
     experiment_dir = pathlib.Path(experiment_dir)
+    training_config, pruning_config = _checked_settings(model, training_config, pruning_config, rounds,
+                                                        callbacks)
+    splits = user_data.as_splits(train_data, validation_data, test_data)
+    training_config = _in_iterations(training_config, splits)
+    lottery = LotteryConfig(rounds=rounds, reset=reset, rewind_step=rewind_step)
+    objective = Objective.from_compiled(model, monitor)
+    _check_against_data(splits, training_config, lottery, objective)
+    described = library.describe(model, splits, user_data.fingerprint(splits), training_config,
+                                 pruning_config, lottery, objective)
+    library.check_folder(experiment_dir, described, (training_config, pruning_config))
+    context = round_loop.make_context(
+        model, splits, rounds=rounds, training_config=training_config, pruning_config=pruning_config,
+        experiment_dir=experiment_dir, on_nan=on_nan, strategy=strategy, objective=objective,
+        callbacks=callbacks, verbose=verbose)
+    library.write(experiment_dir, described, model, splits)
+    return context
+
+
+def _checked_settings(model, training_config, pruning_config, rounds, callbacks):
+    """The settings (defaults for None), checked against their types and the model's layers."""
     training_config = TrainingConfig() if training_config is None else training_config
     pruning_config = PruningConfig() if pruning_config is None else pruning_config
     if not isinstance(training_config, TrainingConfig):
@@ -146,29 +166,21 @@ def _library_context(model, train_data, validation_data, test_data, *, rounds, e
                          f"{', '.join(map(repr, unknown))}")
     if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
         raise TypeError("callbacks must be keras.callbacks.Callback objects")
-    splits = user_data.as_splits(train_data, validation_data, test_data)
-    training_config = _in_iterations(training_config, splits)
-    lottery = LotteryConfig(rounds=rounds, reset=reset, rewind_step=rewind_step)
+    return training_config, pruning_config
+
+
+def _check_against_data(splits, training_config, lottery, objective):
+    """What only the data and the compiled model can say: the monitor, batch size, rewind step."""
     if lottery.rewind_step > training_config.train_steps:
         raise ValueError(f"rewind_step must be in [0, train_steps={training_config.train_steps}], "
                          f"got {lottery.rewind_step}")
-    objective = Objective.from_compiled(model, monitor)
     monitored = "validation" if objective.monitor.startswith("val_") else "test"
     if not _has_split(splits, monitored):
-        raise ValueError(f"monitor={monitor!r} needs {monitored}_data")
+        raise ValueError(f"monitor={objective.monitor!r} needs {monitored}_data")
     if not splits.streamed and splits.train_size < training_config.batch_size:
         raise ValueError(f"training_config.batch_size={training_config.batch_size} exceeds the "
                          f"{splits.train_size} training examples")
     _check_optimizer_settings(objective, training_config)
-    described = library.describe(model, splits, user_data.fingerprint(splits), training_config,
-                                 pruning_config, lottery, objective)
-    library.check_folder(experiment_dir, described, (training_config, pruning_config))
-    context = round_loop.make_context(
-        model, splits, rounds=rounds, training_config=training_config, pruning_config=pruning_config,
-        experiment_dir=experiment_dir, on_nan=on_nan, strategy=strategy, objective=objective,
-        callbacks=callbacks, verbose=verbose)
-    library.write(experiment_dir, described, model, splits)
-    return context
 
 
 # TrainingConfig's optimizer settings, which a compiled model's own optimizer replaces.

@@ -102,24 +102,12 @@ def wrap(model, exclude=(), prunable=None):
             weights of a layer are masked; any layer with weights can be named,
             and a dotted attribute reaches into sublayers ('cell.kernel').
     """
-    _check_keras3_model(model)
-    exclude = set(exclude)
-    prunable = dict(prunable or {})
-    names = {layer.name for layer in _all_layers(model)}
-    unknown = sorted((exclude | set(prunable)) - names)
-    if unknown:
-        raise ValueError(f"model '{model.name}' has no layer named {', '.join(map(repr, unknown))}")
-    already = [layer.name for layer in _all_layers(model) if isinstance(layer, LotteryWrapper)]
-    if already:
-        raise ValueError(f"model '{model.name}' is already wrapped (layer '{already[0]}')")
-    if not model.built:
-        raise ValueError(f"model '{model.name}' is not built; give it an Input or call build() first")
+    exclude, prunable = set(exclude), dict(prunable or {})
+    _check_wrappable(model, exclude | set(prunable))
 
     def clone(layer):
         copy = layer.__class__.from_config(layer.get_config())
-        if layer.name in exclude:
-            return copy
-        attrs = prunable.get(layer.name, default_prunable(layer))
+        attrs = () if layer.name in exclude else prunable.get(layer.name, default_prunable(layer))
         if not attrs:
             return copy
         if builds_from_several_shapes(copy):
@@ -136,6 +124,25 @@ def wrap(model, exclude=(), prunable=None):
         raise ValueError(f"model '{model.name}' has no prunable layer (Dense, Conv, Embedding, "
                          "attention or recurrent layers; or name weights in prunable=)")
     copy_weights(model, wrapped)
+    _warn_about_large_unwrapped_layers(wrapped, exclude)
+    _compile_like(model, wrapped)
+    return wrapped
+
+
+def _check_wrappable(model, named):
+    """A built Keras 3 model, not wrapped yet, with a layer for every name in `named`."""
+    _check_keras3_model(model)
+    unknown = sorted(set(named) - {layer.name for layer in _all_layers(model)})
+    if unknown:
+        raise ValueError(f"model '{model.name}' has no layer named {', '.join(map(repr, unknown))}")
+    already = [layer.name for layer in _all_layers(model) if isinstance(layer, LotteryWrapper)]
+    if already:
+        raise ValueError(f"model '{model.name}' is already wrapped (layer '{already[0]}')")
+    if not model.built:
+        raise ValueError(f"model '{model.name}' is not built; give it an Input or call build() first")
+
+
+def _warn_about_large_unwrapped_layers(wrapped, exclude):
     for layer in _all_layers(wrapped):
         if isinstance(layer, (LotteryWrapper, keras.Model)) or layer.name in exclude:
             continue
@@ -144,9 +151,7 @@ def wrap(model, exclude=(), prunable=None):
             warnings.warn(
                 f"layer '{layer.name}' ({type(layer).__name__}, {size:,} parameters) is not wrapped and "
                 f"will not be pruned; name its weights in prunable={{'{layer.name}': (...)}} to prune "
-                f"it, or in exclude to silence this warning", stacklevel=2)
-    _compile_like(model, wrapped)
-    return wrapped
+                f"it, or in exclude to silence this warning", stacklevel=3)
 
 
 def _compile_like(model, wrapped):
