@@ -27,6 +27,7 @@ setup(
         "numpy>=1.26,<3",
         "importlib_resources>=6",  # TFDS needs it to download and prepare datasets
         "etils[epy]>=1.5,<2",  # lazy module-level imports: settings are checked before TF loads
+        "ray[default]>=2.40,<3",  # studies (binaries.study, --replicates): local Ray or a cluster
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
@@ -38,5 +39,6 @@ setup(
         "tf-lottery-branch=binaries.branch:run_main",
         "tf-lottery-export=binaries.export:run_main",
         "tf-lottery-analyze=binaries.analyze:run_main",
+        "tf-lottery-study=binaries.study:run_main",
     ]},
 )

@@ -5,15 +5,19 @@
   python -m binaries.analyze rewind_search --experiment_dir=DIR --round=4 --candidates=0,100,500,1000
   python -m binaries.analyze overlap --mask_a=A/mask.npz --mask_b=B/mask.npz
   python -m binaries.analyze overlap --experiment_dir=DIR --experiment_dir=DIR2 --round=4
+  python -m binaries.analyze study --study_dir=DIR
 
 plots writes figures (PNG and SVG) into DIR/plots/, DIR/report.md and the
 TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
 (means and min-max bands). lmc and rewind_search write JSON into DIR/analysis/.
+study writes DIR/report.md and DIR/plots/ of a study folder (binaries.study):
+its points grouped by the grid's axes, statistics across seeds, bootstrap
+intervals of differences.
 
 This binary parses and checks its flags (before TensorFlow is imported),
 chooses the masks to compare and formats the results as text; the work is
-in tf_lottery.analysis (arithmetic), tf_lottery.connectivity (training) and
-tf_lottery.report (figures and report).
+in tf_lottery.analysis (arithmetic), tf_lottery.connectivity (training),
+tf_lottery.report (figures and report) and tf_lottery.study.report (studies).
 """
 
 import pathlib
@@ -29,6 +33,7 @@ from tf_lottery import report
 from tf_lottery import results
 from tf_lottery.results import analyses
 from tf_lottery.settings import ConfigError
+from tf_lottery.study import report as study_report
 
 flags.DEFINE_multi_string("experiment_dir", [], "A folder written by binaries.lottery; repeat the flag "
                           "for replicates (plots) or for two experiments (overlap).")
@@ -48,6 +53,7 @@ flags.DEFINE_list("candidates", ["0", "100", "500", "1000", "2000"],
 flags.DEFINE_float("threshold", 0.02, "rewind_search: instability below which a rewind point is stable.")
 flags.DEFINE_string("mask_a", None, "overlap: an .npz mask file (e.g. round_04/mask.npz).")
 flags.DEFINE_string("mask_b", None, "overlap: the .npz mask file to compare with --mask_a.")
+flags.DEFINE_string("study_dir", None, "study: a study folder written by binaries.study.")
 FLAGS = flags.FLAGS
 
 
@@ -204,7 +210,17 @@ def overlap_command():
     print(format_overlap(result, path_a, path_b))
 
 
-COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap": overlap_command}
+def study():
+    if not FLAGS.study_dir:
+        cli.fail("--study_dir: is required")
+    path, written = cli.execute(study_report.make_report, FLAGS.study_dir)
+    for plot in written:
+        print(f"{plot.png}\n{plot.svg}")
+    print(f"report: {path}")
+
+
+COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap": overlap_command,
+            "study": study}
 
 
 def main(argv):

@@ -63,7 +63,7 @@ def test_flagfile_and_train_binary(tmp_path):
     (["--dataset=imagenet2012", "--model=resnet50"],
      "dataset 'imagenet2012' needs --data_dir with a prepared TFDS folder"),
     (["--dataset=imagenet2012", "--data_dir=/tmp"], "/tmp holds no prepared TFDS data"),
-    (["--image_size=64"], "--image_size: must be >= 32 and only applies to imagenet2012, got 64"),
+    (["--image_size=64"], "--image_size: must be >= 32 and only applies to imagenet2012, image_folder, got 64"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     result = _run("lottery", *SMALL, f"--root_dir={tmp_path / 'out'}", *args)

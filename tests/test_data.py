@@ -405,11 +405,13 @@ def test_package_imports_no_tensorflow():
 
 
 def test_datasets_and_shapes_come_from_the_registry():
-    assert data.DATASETS == ("mnist", "fashion_mnist", "mnist_small", "cifar10", "cifar100", "imagenet2012")
+    assert data.DATASETS == ("mnist", "fashion_mnist", "mnist_small", "cifar10", "cifar100", "imagenet2012",
+                             "image_folder", "cifar10_jpeg")
     assert data.DATASETS == data.REGISTRY.names()
     assert data.SHAPES == {"mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10),
                            "mnist_small": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-                           "cifar100": ((32, 32, 3), 100), "imagenet2012": ((224, 224, 3), 1000)}
+                           "cifar100": ((32, 32, 3), 100), "imagenet2012": ((224, 224, 3), 1000),
+                           "image_folder": (None, None), "cifar10_jpeg": ((32, 32, 3), 10)}
     assert all(data.REGISTRY.help(name) for name in data.DATASETS)
     assert not data.Splits.streamed and data.StreamedSplits.streamed  # input_pipeline reads this
 

@@ -9,9 +9,8 @@ wrappers, and it sets TF_CPP_MIN_LOG_LEVEL=3 unless already set, which hides
 TensorFlow's C++ start-up log.
 """
 
-import importlib
-
 from tf_lottery import import_hooks
+from tf_lottery import lazy
 
 __version__ = "0.1.0"
 
@@ -48,21 +47,6 @@ _SUBMODULES = ("analysis", "atomic", "callbacks", "config", "connectivity", "con
                "schedules", "settings", "shrink", "study", "tensorboard", "training", "wrapper")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"tf_lottery.{name}")
-    else:
-        raise AttributeError(f"module 'tf_lottery' has no attribute '{name}'")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
-
+__getattr__, __dir__ = lazy.attributes(__name__, _EXPORTS, _SUBMODULES)
 
 import_hooks.install()

@@ -48,12 +48,14 @@ class DataConfig(Settings):
         "data dir (required for imagenet2012).", "str", result=False)
     validation_size: int = setting(5000, "Training examples held out for validation (early stopping).",
                                    "int", check=(lambda v: v >= 0, "must be >= 0"))
-    image_size: int = setting(224, "imagenet2012 only: side of the square training and evaluation "
-                              "crops.", "int", later=True)
+    image_size: int = setting(224, "Side of the square images: imagenet2012's crops, and the size "
+                              "image_folder resizes to when its images differ in size.", "int",
+                              later=True)
 
     def check(self):
-        if not (self.image_size == 224 or (self.dataset == data.IMAGENET and self.image_size >= 32)):
-            self.fail("image_size", f"must be >= 32 and only applies to {data.IMAGENET}")
+        if self.image_size != 224 and not (data.takes_image_size(self.dataset) and self.image_size >= 32):
+            takers = [name for name in data.DATASETS if data.takes_image_size(name)]
+            self.fail("image_size", f"must be >= 32 and only applies to {', '.join(takers)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.results import library
 from tf_lottery.settings import ConfigError
+from tf_lottery.study import grid as study_grid
 
 with epy.lazy_imports():
     import keras
@@ -97,16 +98,15 @@ def prepare(config, program="imp"):
 
 
 def prepare_replicates(config, program="imp"):
-    """prepare() for each replicate: seeds seed, seed+1, ..., one folder each."""
+    """prepare() for each replicate: the points of the study over seeds seed, seed+1, ...
+
+    The points come from tf_lottery.study.grid.replicates, the plan that
+    `binaries.lottery --replicates=N` runs on Ray: one seed_<seed> folder each,
+    in --experiment_dir or in root_dir/<name>_x<N>.
+    """
     if config.lottery.replicates == 1:
         return [prepare(config, program)]
-    experiment_dir = config.run.experiment_dir
-    configs = []
-    for i in range(config.lottery.replicates):
-        seed = config.run.seed + i
-        directory = str(pathlib.Path(experiment_dir) / f"seed_{seed}") if experiment_dir else None
-        configs.append(config.replace(seed=seed, replicates=1, experiment_dir=directory))
-    return [prepare(c, program) for c in configs]
+    return [prepare(point.config, program) for point in study_grid.replicates(config, program).points]
 
 
 def _saved_values(experiment_dir):
@@ -208,7 +208,7 @@ def _context(prepared):
         training_config=config.resolved_training(), pruning_config=config.resolved_pruning(),
         experiment_dir=directory, on_nan=config.run.on_nan, strategy=strategy,
         build_model=model_builder(prepared, strategy))
-    results.write_config(directory, config)
+    results.write_config(directory, config, getattr(prepared.splits, "class_names", ()))
     logging.info("experiment folder: %s", directory)
     return context
 
@@ -245,7 +245,7 @@ def run_training(prepared):
     """Trains the dense, unwrapped model of a prepared config once; returns its record."""
     strategy, directory = _runtime(prepared)
     model = model_builder(prepared, strategy)(prepared.config.run.seed)
-    results.write_config(directory, prepared.config)
+    results.write_config(directory, prepared.config, getattr(prepared.splits, "class_names", ()))
     if results.is_finished(directory):
         return results.read_record(directory)
     trainer = training.Trainer(model, prepared.splits, prepared.config.resolved_training(), strategy)
@@ -263,6 +263,11 @@ def describe_model(config):
     input_shape, num_classes = data.SHAPES[config.data.dataset]
     if config.data.dataset == data.IMAGENET:
         input_shape = (config.data.image_size, config.data.image_size, 3)
+    if input_shape is None:  # known once the data is read (an image folder)
+        splits = data.load(config.data.dataset, data_dir=config.data.data_dir,
+                           validation_size=config.data.validation_size, seed=config.run.seed,
+                           image_size=config.data.image_size)
+        input_shape, num_classes = splits.input_shape, splits.num_classes
     model = models.build(config.model.name, input_shape=input_shape, num_classes=num_classes,
                          seed=config.run.seed, **config.model.options())
     wrapped = model_ops.wrap(model, exclude=config.pruning.dense_layers)

@@ -141,7 +141,7 @@ def _title(runs, what):
     return f"{model_name(config)} on {config.get('dataset')}{spread}\n{what}"
 
 
-def _remaining_axis(ax, percents):
+def remaining_axis(ax, percents):
     """Log-scaled, reversed x axis of % remaining, ticked at the rounds' values."""
     values = sorted({round(p, 1) for p in percents}, reverse=True)
     step = max(1, -(-len(values) // 9))
@@ -158,13 +158,13 @@ def _band(ax, x, low, high, color):
         ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
 
 
-def _series(ax, rows, label, color, marker, linestyle):
+def draw_series(ax, rows, label, color, marker, linestyle):
     _, x, mean, low, high = (np.array(c) for c in zip(*rows))
     ax.plot(x, mean, color=color, marker=marker, linestyle=linestyle, label=label, markersize=5)
     _band(ax, x, low, high, color)
 
 
-def _save(fig, out_dir, name, caption):
+def save_figure(fig, out_dir, name, caption):
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     fig.savefig(png, dpi=100)
@@ -176,22 +176,22 @@ def _versus_remaining(runs, out_dir, field, name, ylabel, what):
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
     ticket = aggregate(runs, field)
-    _series(ax, ticket, _ticket_label(runs[0].config), "C0", "o", "-")
+    draw_series(ax, ticket, _ticket_label(runs[0].config), "C0", "o", "-")
     percents = [row[1] for row in ticket]
     for (color, marker, linestyle), control in zip(_STYLES, control_names(runs)):
         rows = aggregate(runs, field, control)
         if rows:
-            _series(ax, rows, CONTROL_LABELS.get(control, control), color, marker, linestyle)
+            draw_series(ax, rows, CONTROL_LABELS.get(control, control), color, marker, linestyle)
             percents += [row[1] for row in rows]
     if field == "early_stop_test_accuracy" and ticket[0][0] == 0:
         ax.axhline(ticket[0][2], color="0.5", linewidth=0.8, linestyle=":",
                    label="dense network (round 0)")
-    _remaining_axis(ax, percents)
+    remaining_axis(ax, percents)
     ax.set_ylabel(ylabel)
     ax.set_title(_title(runs, what), fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
-    return _save(fig, out_dir, name, what[0].upper() + what[1:] + ".")
+    return save_figure(fig, out_dir, name, what[0].upper() + what[1:] + ".")
 
 
 def plot_accuracy_vs_remaining(runs, out_dir):
@@ -264,7 +264,7 @@ def plot_accuracy_curves(runs, out_dir, rounds):
     axes[-1].legend(handles, labels, fontsize=8, loc="lower right")
     fig.suptitle(_title(runs, "test accuracy during training (y axis zoomed)").replace("\n", ": "),
                  fontsize=11)
-    return _save(fig, out_dir, "test_accuracy_curves",
+    return save_figure(fig, out_dir, "test_accuracy_curves",
                  f"Test accuracy during training in rounds {', '.join(map(str, rounds))}, "
                  "ticket and controls (stars: early-stop iterations).")
 
@@ -293,7 +293,7 @@ def plot_layer_remaining(runs, out_dir):
                  "weights remaining per layer", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
-    return _save(fig, out_dir, "layer_remaining", "Remaining fraction of each pruned tensor per round.")
+    return save_figure(fig, out_dir, "layer_remaining", "Remaining fraction of each pruned tensor per round.")
 
 
 def first_layer_key(mask):
@@ -330,7 +330,7 @@ def plot_first_layer_inputs(runs, out_dir, rounds):
         ax.set_yticks([])
         fig.colorbar(image, ax=ax, shrink=0.8)
     fig.suptitle(f"{key}: surviving weights per input pixel (out of {width})", fontsize=11)
-    return _save(fig, out_dir, "first_layer_inputs",
+    return save_figure(fig, out_dir, "first_layer_inputs",
                  f"Surviving weights of {key} per input pixel "
                  f"(sum of the mask over its {width} outputs).")
 

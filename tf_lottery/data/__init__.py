@@ -4,7 +4,8 @@
 
 import numpy as np
 
-from tf_lottery.data.splits import REGISTRY, DataError, InMemoryDataset, Splits, hold_out, pixel_stats
+from tf_lottery.data.splits import (REGISTRY, DataError, InMemoryDataset, Splits, hold_out, pixel_stats,
+                                    takes_image_size)
 from tf_lottery.data.tfds import LocalOrTfds
 # The source modules register their datasets on import, in this order.
 from tf_lottery.data.idx import bundled_dir, read_idx, read_idx_dir
@@ -12,6 +13,8 @@ from tf_lottery.data.cifar import read_cifar_dir
 from tf_lottery.data.imagenet import (IMAGENET, IMAGENET_MEAN, IMAGENET_STD, StreamedSplits, imagenet_eval,
                                       imagenet_eval_image, imagenet_split_sizes, imagenet_train,
                                       imagenet_train_image, load_imagenet)
+from tf_lottery.data.image_decoding import decode_image
+from tf_lottery.data.image_folder import CIFAR10_CLASSES, ImageFolder, StreamedImageFolder
 from tf_lottery.data.user import DatasetSplits, as_splits
 from tf_lottery.registry import UnknownEntry
 
@@ -21,6 +24,7 @@ __all__ = [
     "imagenet_eval", "imagenet_eval_image", "imagenet_split_sizes", "imagenet_train",
     "imagenet_train_image", "as_splits", "load", "load_imagenet", "pixel_stats", "read_cifar_dir", "read_idx",
     "read_idx_dir",
+    "CIFAR10_CLASSES", "ImageFolder", "StreamedImageFolder", "decode_image", "takes_image_size",
 ]
 
 

@@ -186,6 +186,7 @@ class ImageNet:
     name = IMAGENET
     input_shape = (224, 224, 3)  # at the default image_size
     num_classes = 1000
+    takes_image_size = True
 
     @staticmethod
     def load(data_dir, validation_size, seed=0, image_size=224) -> StreamedSplits:

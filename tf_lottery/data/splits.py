@@ -41,6 +41,7 @@ class Splits:
     mean: float  # pixel mean and std after /255, over the training split only
     std: float
     scaled: bool = False
+    class_names: tuple = ()  # label i names class_names[i], where the dataset has class names
 
     def __post_init__(self):
         if not self.scaled:
@@ -76,10 +77,21 @@ class Splits:
         return (x - np.float32(self.mean)) / np.float32(self.std), np.asarray(self.test_y[:limit])
 
 
+_STATS_CHUNK = 1 << 24
+
+
+def takes_image_size(name) -> bool:
+    """Whether registered dataset `name` uses --image_size (its entry says `takes_image_size`)."""
+    return name in REGISTRY and bool(getattr(REGISTRY.get(name), "takes_image_size", False))
+
+
 def pixel_stats(images):
     """(mean, std) of uint8 pixels scaled to [0, 1], as exact float64 moments."""
     # A histogram of the 256 pixel values gives exact float64 moments without a float copy.
-    counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
+    flat = images.reshape(-1)
+    counts = np.zeros(256, np.float64)
+    for start in range(0, flat.size, _STATS_CHUNK):  # bincount widens to int64: keep chunks small
+        counts += np.bincount(flat[start:start + _STATS_CHUNK], minlength=256)
     values = np.arange(256, dtype=np.float64) / 255.0
     total = counts.sum()
     mean = (counts * values).sum() / total

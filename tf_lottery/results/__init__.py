@@ -123,13 +123,25 @@ def round_masks(experiment_dir, round_index, control=None, field="round"):
     return read_masks(mask_path(directory), field)
 
 
+# What config.json records about the data beside the settings (not settings themselves).
+DATA_NOTES = ("class_names",)
+
+
 def read_config(experiment_dir):
-    """config.json as a dict of flat values."""
-    return atomic.read_json(config_path(experiment_dir))
+    """config.json as a dict of flat values (the data notes left out: see read_class_names)."""
+    return {k: v for k, v in atomic.read_json(config_path(experiment_dir)).items()
+            if k not in DATA_NOTES}
 
 
-def write_config(experiment_dir, experiment_config):
-    atomic.write_json(config_path(experiment_dir), experiment_config.flat())
+def read_class_names(experiment_dir):
+    """The class names config.json records (an image-folder dataset's sorted folders), or ()."""
+    return tuple(atomic.read_json(config_path(experiment_dir)).get("class_names", ()))
+
+
+def write_config(experiment_dir, experiment_config, class_names=()):
+    """config.json: the config's flat values, and the data's class names if it has any."""
+    notes = {"class_names": list(class_names)} if class_names else {}
+    atomic.write_json(config_path(experiment_dir), {**experiment_config.flat(), **notes})
 
 
 class RoundFailed(RuntimeError):

@@ -1,0 +1,177 @@
+"""Studies without Ray: grid parsing and checks, point folders, the refusal of a changed study, replicates,
+the bootstrap and the study report on hand-written result folders."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_lottery import results
+from tf_lottery.config import ExperimentConfig
+from tf_lottery.settings import ConfigError
+from tf_lottery.study import folder
+from tf_lottery.study import grid
+from tf_lottery.study import report
+from tf_lottery.study import statistics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BASE = ExperimentConfig.from_flat(dataset="mnist_small", validation_size=500, hidden=[16, 8],
+                                  train_steps=20, eval_every=10, rounds=1)
+
+
+def test_points_are_the_product_in_lottery_folders(tmp_path):
+    plan = grid.plan(BASE, ["seed=0,1", "prune_scope=layer,global"], tmp_path / "s")
+    assert [p.values for p in plan.points] == [
+        {"seed": 0, "prune_scope": "layer"}, {"seed": 0, "prune_scope": "global"},
+        {"seed": 1, "prune_scope": "layer"}, {"seed": 1, "prune_scope": "global"}]
+    for point in plan.points:
+        lottery = BASE.replace(root_dir=str(tmp_path / "s"), **point.values)
+        assert point.directory == lottery.directory()
+        assert point.config.result_fields() == lottery.result_fields()
+
+
+def test_linked_axes_list_values_and_subfolders_for_settings_outside_the_hash(tmp_path):
+    plan = grid.plan(BASE, ["reset:rewind_step=init:0,rewind:10", "hidden=16,8;8,4"], tmp_path)
+    assert [(p.config.lottery.reset, p.config.lottery.rewind_step, p.config.model.hidden)
+            for p in plan.points] == [("init", 0, (16, 8)), ("init", 0, (8, 4)),
+                                      ("rewind", 10, (16, 8)), ("rewind", 10, (8, 4))]
+    assert plan.points[2].directory.name.startswith("imp_lenet_mnist_small_rewind10_")
+    by_dir = grid.plan(BASE, ["data_dir=/a,/b", "seed=0,1"], tmp_path)
+    assert [p.directory.relative_to(tmp_path).parts[0] for p in by_dir.points] == [
+        "data_dir_0", "data_dir_0", "data_dir_1", "data_dir_1"]
+    assert by_dir.points[0].directory.name == by_dir.points[2].directory.name
+    from_dict = grid.plan(BASE, {"seed": [0, 1], ("reset", "rewind_step"): [("init", 0), ("rewind", 10)]},
+                          tmp_path)
+    assert [a.entry for a in from_dict.axes] == ["seed=0,1", "reset:rewind_step=init:0,rewind:10"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    (["seed=0,x"], "grid: seed=0,x: flag --seed=x: invalid literal"),
+    (["sed=1,2"], "grid: sed=1,2: unknown setting 'sed'"),
+    (["seed=0,0"], "grid: seed=0,0: gives a value twice"),
+    (["prune_scope=layer,bogus"], "grid: prune_scope=layer,bogus: prune_scope: must be one of"),
+    (["seed=-1"], "grid: seed=-1: seed: must be >= 0"),
+    (["reset=init,rewind", "rewind_step=0,5"], "grid: rewind_step=0,5: rewind_step: is only used with "
+                                                "--reset=rewind, got 5; settings that vary together"),
+    (["root_dir=a,b"], "grid: root_dir=a,b: 'root_dir' cannot be an axis"),
+    (["seed"], "grid: seed: must look like name=value1,value2"),
+    (["seed=1", "seed=2"], "grid: seed=2: 'seed' is already an axis in seed=1"),
+    (["reset:rewind_step=rewind"], "must give 2 values joined by ':'"),
+])
+def test_bad_grid_entries_name_the_entry(tmp_path, entries, message):
+    with pytest.raises(ConfigError) as error:
+        grid.plan(BASE, entries, tmp_path)
+    assert message in str(error.value)
+    assert not any(tmp_path.iterdir())
+
+
+def _study(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "binaries.study", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_the_binary_refuses_bad_input_in_one_line_before_anything(tmp_path):
+    bad = _study("--dataset=mnist_small", "--grid=seed=0,x", f"--study_dir={tmp_path / 's'}")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["study: error: --grid: seed=0,x: flag --seed=x: invalid "
+                                               "literal for int() with base 10: 'x'"]
+    both = _study("--dataset=mnist_small", "--replicates=2", "--grid=seed=0,1",
+                  f"--study_dir={tmp_path / 's'}")
+    assert both.returncode == 2 and "--replicates: give either --replicates or a seed axis" in both.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_changed_grid_or_base_config_is_refused_naming_the_change(tmp_path):
+    plan = grid.plan(BASE, ["seed=0,1"], tmp_path / "s")
+    folder.check_folder(plan)
+    study = folder.Study(plan)
+    study.write_spec()
+    study.write()
+    assert [e["state"] for e in folder.read_study(tmp_path / "s")[1]["points"]] == ["pending"] * 2
+    folder.check_folder(grid.plan(BASE.replace(eval_batch_size=100), ["seed=0,1"], tmp_path / "s"))
+    with pytest.raises(ConfigError, match=r"another grid \(was --grid=seed=0,1, now --grid=seed=0,1,2\)"):
+        folder.check_folder(grid.plan(BASE, ["seed=0,1,2"], tmp_path / "s"))
+    with pytest.raises(ConfigError, match=r"differs in train_steps \(20 -> 30\)") as error:
+        folder.check_folder(grid.plan(BASE.replace(train_steps=30), ["seed=0,1"], tmp_path / "s"))
+    assert error.value.field == "train_steps"
+    before = sorted(p.name for p in (tmp_path / "s").iterdir())
+    refused = _study("--dataset=mnist_small", "--validation_size=500", "--hidden=16,8",
+                     "--train_steps=20", "--eval_every=10", "--rounds=1", "--grid=seed=0,1,2",
+                     f"--study_dir={tmp_path / 's'}")
+    assert refused.returncode == 2, refused.stderr
+    assert "study: error: --grid:" in refused.stderr and "another grid" in refused.stderr
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == before
+
+
+def test_replicates_are_a_study_over_seeds(tmp_path):
+    config = BASE.replace(replicates=3, seed=4, experiment_dir=str(tmp_path / "exp"))
+    plan = grid.replicates(config)
+    assert [a.entry for a in plan.axes] == ["seed=4,5,6"]
+    assert [p.directory for p in plan.points] == [tmp_path / "exp" / f"seed_{s}" for s in (4, 5, 6)]
+    base, entries = grid.with_replicates(BASE.replace(replicates=2), ["prune_scope=layer,global"])
+    assert base.lottery.replicates == 1 and entries == ["prune_scope=layer,global", "seed=0,1"]
+
+
+def test_the_binary_explains_how_to_install_ray_when_it_is_missing():
+    hidden = ("import sys, runpy; sys.modules['ray'] = None; sys.argv = ['study', '--grid=seed=0,1']; "
+              "runpy.run_module('binaries.study', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", hidden], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "Ray, which is not installed; install it with pip install 'ray[default]" in result.stderr
+
+
+def test_bootstrap_is_seeded_and_paired():
+    a, b = [0.90, 0.92, 0.94, 0.91], [0.88, 0.91, 0.90, 0.90]
+    mean, low, high = statistics.bootstrap(a, b, paired=True)
+    assert mean == pytest.approx(0.02) and low <= mean <= high
+    assert statistics.bootstrap(a, b, paired=True) == (mean, low, high)
+    assert statistics.bootstrap([1.0], [0.5], paired=True) == (0.5, None, None)
+    unpaired = statistics.bootstrap(a, b, paired=False)
+    assert unpaired[0] == pytest.approx(0.02) and unpaired[2] - unpaired[1] > high - low
+
+
+def _fake_point(directory, config, seed, offset):
+    """A finished one-round point folder with a random_reinit control: config.json and summary.json."""
+    def record(r, accuracy):
+        return {"round": r, "remaining_fraction": 0.8 ** r, "early_stop_iteration": 100 - 10 * r,
+                "early_stop_test_accuracy": accuracy, "final_test_accuracy": accuracy - 0.01,
+                "wall_seconds": 1.0}
+    rng = np.random.default_rng(seed)
+    results.write_config(directory, config)
+    results.update_summary(directory, [record(r, 0.9 + offset + 0.01 * r + 0.002 * rng.random())
+                                       for r in range(2)])
+    results.update_summary(directory, [record(1, 0.88 + 0.002 * rng.random())], control="random_reinit")
+
+
+def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
+    plan = grid.plan(BASE.replace(controls=["random_reinit"]),
+                     ["seed=0,1,2", "prune_scope=layer,global"], tmp_path / "s")
+    study = folder.Study(plan)
+    study.write_spec()
+    for point in plan.points:
+        offset = 0.02 if point.values["prune_scope"] == "global" else 0.0
+        _fake_point(point.directory, point.config, point.values["seed"], offset)
+        study.update(point.index, state="finished")
+    data = statistics.load(tmp_path / "s")
+    assert [g.label for g in data.groups] == ["prune_scope=layer", "prune_scope=global"]
+    assert [len(g.runs) for g in data.groups] == [3, 3]
+    rows = statistics.round_stats(data.groups[1], "early_stop_test_accuracy")
+    assert [(r, n) for r, *_, n in rows] == [(0, 3), (1, 3)]
+    (axis, position, _, group, reference), = statistics.comparisons(data)
+    assert (axis.name, position, group.label, reference.label) == (
+        "prune_scope", 1, "prune_scope=global", "prune_scope=layer")
+    _, _, n, mean, low, high = statistics.difference_rows((group, None), (reference, None),
+                                                          "early_stop_test_accuracy")[0]
+    assert n == 3 and 0.015 < low <= mean <= high < 0.025
+    path, figures = report.make_report(tmp_path / "s")
+    text = path.read_text()
+    for part in ("## Group: prune_scope=layer", "## Group: prune_scope=global",
+                 "### prune_scope=layer: IMP - random_reinit", "### prune_scope=global minus "
+                 "prune_scope=layer", "| 1 | 80.00 |", "[95% CI]", "study_accuracy_vs_remaining.png"):
+        assert part in text, part
+    assert all(p.png.is_file() and p.svg.is_file() for p in figures)
+    assert json.loads(folder.study_path(tmp_path / "s").read_text())["counts"]["finished"] == 6

@@ -1,0 +1,280 @@
+"""Runs a study's points on Ray: one task per experiment, in a fresh worker process each.
+
+By default `ray.init` starts a local Ray on this machine with `workers`
+experiments at a time; with an address (`auto`, `host:port`, `ray://host:port`)
+the same tasks run on an existing cluster, after a shared-storage check (the
+driver writes a token into the study folder that a task on every node must
+read back). Each task (`max_calls=1`: its worker process exits after the
+experiment, so TensorFlow memory does not pile up) sizes TensorFlow's thread
+pools to its CPUs, writes its log into the point's folder and runs
+`experiment.prepare` then `experiment.run_imp`; an error of the experiment
+comes back as text. A worker that dies (killed, crashed, out of memory, node
+lost) is the worker's failure: the point is retried up to `max_retries` times
+and resumes from its last checkpoint. SIGINT and SIGTERM cancel the running
+tasks; every folder stays resumable.
+"""
+
+import contextlib
+import dataclasses
+import logging as std_logging
+import os
+import signal
+import sys
+import time
+import uuid
+
+import ray
+from absl import logging
+from etils import epy
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from tf_lottery import experiment
+from tf_lottery import results
+from tf_lottery.config import ExperimentConfig
+from tf_lottery.settings import ConfigError
+from tf_lottery.study import folder
+
+with epy.lazy_imports():
+    import tensorflow as tf
+
+_LOCAL_OBJECT_STORE = 100 * 2**20  # points exchange only small dicts
+_STORAGE_CHECK_TIMEOUT = 300
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached the driver; `signum` says which."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclasses.dataclass
+class Session:
+    """The Ray the study runs on: whether this driver started it, and how many experiments at a time."""
+    owned: bool
+    workers: int
+    cluster: bool
+
+
+def cores():
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def check_options(workers=None, cpus_per_experiment=1, gpus_per_experiment=0):
+    """ConfigError naming the option that is out of range."""
+    if cpus_per_experiment < 1:
+        raise ConfigError("cpus_per_experiment", f"must be >= 1, got {cpus_per_experiment}")
+    if gpus_per_experiment < 0:
+        raise ConfigError("gpus_per_experiment", f"must be >= 0, got {gpus_per_experiment}")
+    if workers is not None and workers < 1:
+        raise ConfigError("workers", f"must be >= 1, got {workers}")
+
+
+def connect(address=None, workers=None, cpus_per_experiment=1, gpus_per_experiment=0):
+    """Starts a local Ray (or joins `address`, or the one already initialised in this process).
+
+    The session is a cluster (the study folder must pass the shared-storage
+    check) when an address is given or Ray has more than one node.
+    """
+    check_options(workers, cpus_per_experiment, gpus_per_experiment)
+    owned = not ray.is_initialized()
+    quiet = {"log_to_driver": False, "logging_level": std_logging.ERROR}
+    if owned and address:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise ConfigError("ray_address", f"cannot connect to {address}: "
+                              f"{str(error).splitlines()[0]} (for a cluster with token "
+                              "authentication an explicit address needs RAY_AUTH_MODE=token and "
+                              "its token)") from None
+    elif owned:
+        workers = workers or max(1, cores() // cpus_per_experiment)
+        ray.init(address="local", num_cpus=workers * cpus_per_experiment, include_dashboard=False,
+                 object_store_memory=_LOCAL_OBJECT_STORE, **quiet)
+    try:
+        workers = _check_resources(workers, cpus_per_experiment, gpus_per_experiment)
+    except ConfigError:
+        if owned:
+            ray.shutdown()
+        raise
+    cluster = bool(address) or len([n for n in ray.nodes() if n["Alive"]]) > 1
+    return Session(owned, workers, cluster)
+
+
+def _check_resources(workers, cpus, gpus):
+    """The number of experiments at a time; ConfigError if no node can run one."""
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if not any(node.get("CPU", 0) >= cpus for node in nodes):
+        raise ConfigError("cpus_per_experiment", f"no Ray node has {cpus} CPUs "
+                          f"(largest: {max((n.get('CPU', 0) for n in nodes), default=0):g})")
+    if gpus and not any(node.get("GPU", 0) >= gpus for node in nodes):
+        raise ConfigError("gpus_per_experiment", f"no Ray node has {gpus:g} GPUs "
+                          f"(largest: {max((n.get('GPU', 0) for n in nodes), default=0):g})")
+    if workers:
+        return workers
+    total = ray.cluster_resources()
+    count = int(total.get("CPU", 0) // cpus)
+    if gpus:
+        count = min(count, int(total.get("GPU", 0) // gpus))
+    return max(1, count)
+
+
+def disconnect(session):
+    if session.owned and ray.is_initialized():
+        ray.shutdown()
+
+
+def read_token(path):
+    """(this node's IP, the text of `path` or '<error>'): the task of the shared-storage check."""
+    try:
+        with open(path) as f:
+            return ray.util.get_node_ip_address(), f.read()
+    except OSError as error:
+        return ray.util.get_node_ip_address(), f"<{error.strerror or error}>"
+
+
+# Tasks wrap module-level functions, so that Ray pickles them by reference (the workers import
+# this module) rather than by value with the module's lazily imported globals (also _run_point).
+_read_token = ray.remote(num_cpus=0, max_retries=0)(read_token)
+
+
+def check_shared_storage(study_dir):
+    """Refuses a study folder that a task on some Ray node cannot read back a token from."""
+    token = uuid.uuid4().hex
+    path = folder.token_path(study_dir, token)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token)
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        refs = [_read_token.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n["NodeID"], soft=False)).remote(str(path)) for n in nodes]
+        answers = ray.get(refs, timeout=_STORAGE_CHECK_TIMEOUT)
+    finally:
+        path.unlink(missing_ok=True)
+    blind = [f"{ip} ({answer if answer.startswith('<') else 'another file'})"
+             for ip, answer in answers if answer != token]
+    if blind:
+        raise ConfigError("study_dir", f"{study_dir} is not visible at the same path from Ray "
+                          f"node {', '.join(blind)}: on a cluster the study folder must be on storage "
+                          "every node mounts at the same path (NFS, a shared disk)")
+
+
+@contextlib.contextmanager
+def _output_to(path):
+    """Points stdout, stderr (TensorFlow's C++ log included) and absl logging at `path` for the rest
+    of this worker process (it exits after its one task)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        logging.set_verbosity(logging.INFO)
+        yield
+
+
+def run_point(flat, threads):
+    """Runs one point's experiment in this (fresh) worker; returns {'error': None or text}."""
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        prepared = experiment.prepare(ExperimentConfig.from_flat(flat))
+        # config.json first, so the folder is an experiment folder before the log goes into it.
+        results.write_config(prepared.directory, prepared.config)
+        with _output_to(folder.log_path(prepared.directory)):
+            try:
+                experiment.run_imp(prepared)
+            except Exception:
+                logging.exception("the experiment failed")
+                raise
+    except Exception as error:  # the point's own failure (data, NaN, a bug): reported, not retried
+        return {"error": f"{type(error).__name__}: {str(error).strip()}"}
+    return {"error": None}
+
+
+_run_point = ray.remote(max_calls=1, max_retries=0)(run_point)
+
+
+@contextlib.contextmanager
+def _signals_noted():
+    """Notes SIGINT and SIGTERM in the yielded list instead of acting on them (main thread only).
+
+    The scheduling loop looks at it between waits: raising from the handler
+    could land inside Ray's C code.
+    """
+    received = []
+    try:
+        previous = {s: signal.signal(s, lambda signum, _: received.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _worker_failure(error):
+    """Whether a Ray error is the worker's (process or node lost) rather than the task's code."""
+    return not isinstance(error, ray.exceptions.RayTaskError)
+
+
+def run_points(plan, study, session, *, cpus_per_experiment=1, gpus_per_experiment=0, max_retries=2,
+               progress=None):
+    """Runs the unfinished points of `study`, `session.workers` at a time; updates study.json.
+
+    Raises Interrupted (after cancelling the running tasks and recording them)
+    on SIGINT or SIGTERM.
+    """
+    points = {p.index: p for p in plan.points}
+    for index in study.indices("pending"):
+        if points[index].error:
+            study.update(index, state="failed", error=points[index].error)
+    queue = study.indices("pending")
+    running = {}  # ref -> (index, start time)
+    task = _run_point.options(num_cpus=cpus_per_experiment, num_gpus=gpus_per_experiment)
+    with _signals_noted() as received:
+        while queue or running:
+            if received:
+                for ref, (index, _) in running.items():
+                    ray.cancel(ref, force=True)
+                    study.update(index, state="interrupted")
+                raise Interrupted(received[0])
+            while queue and len(running) < session.workers:
+                index = queue.pop(0)
+                ref = task.remote(points[index].config.flat(), cpus_per_experiment)
+                running[ref] = (index, time.monotonic())
+                study.update(index, state="running", attempts=study.entries[index]["attempts"] + 1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in done:
+                index, started = running.pop(ref)
+                _finish(study, points[index], ref, time.monotonic() - started, max_retries, queue)
+            if progress:
+                progress.update(study, [i for i, _ in running.values()])
+
+
+def _finish(study, point, ref, seconds, max_retries, queue):
+    """Records the outcome of one task; requeues a point whose worker failed, up to max_retries."""
+    entry = study.entries[point.index]
+    try:
+        outcome = ray.get(ref)
+    except ray.exceptions.RayError as error:
+        message = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        errors = entry["errors"] + [message]
+        if _worker_failure(error) and entry["attempts"] <= max_retries:
+            study.update(point.index, state="pending", errors=errors, error=None)
+            queue.insert(0, point.index)
+        else:
+            study.update(point.index, state="failed", errors=errors, error=message)
+        return
+    if outcome["error"]:
+        study.update(point.index, state="failed", errors=entry["errors"] + [outcome["error"]],
+                     error=outcome["error"])
+    elif folder.is_point_finished(point.config, point.directory):
+        study.update(point.index, state="finished", error=None, seconds=round(seconds, 1))
+    else:
+        study.update(point.index, state="failed", error="the experiment ended with rounds unfinished")

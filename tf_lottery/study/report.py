@@ -1,0 +1,164 @@
+"""report.md and figures of a study folder (the `analyze study` command).
+
+The report groups the finished points by the grid's axes (seeds are
+replicates): per group and round the mean, standard deviation, min-max and n
+of the test accuracy at early stop, the early-stop iteration and the final
+test accuracy; figures of accuracy and early-stop iteration against weights
+remaining, one line per group with a min-max band across seeds; IMP against
+each control and each group against the first position of its axis, with 95%
+bootstrap intervals over seeds. Figures go to STUDY/plots/, the report to
+STUDY/report.md (paths from tf_lottery.results); the axes, labels and file
+writing are tf_lottery.plots' helpers.
+"""
+
+import os
+import pathlib
+
+from matplotlib.figure import Figure
+
+from tf_lottery import plots
+from tf_lottery import report as experiment_report
+from tf_lottery import results
+from tf_lottery.settings import ConfigError
+from tf_lottery.study import statistics
+
+_MARKERS = "os^vDp<>"
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _link(path, base):
+    return pathlib.Path(os.path.relpath(path, base)).as_posix()
+
+
+def _versus_remaining(data, field, name, ylabel, what):
+    """One line per group (mean across seeds, min-max band) of `field` against % remaining."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    percents = []
+    for i, group in enumerate(data.groups):
+        rows = statistics.round_stats(group, field)
+        if not rows:
+            continue
+        plots.draw_series(ax, [(r, x, mean, low, high) for r, x, mean, _, low, high, _ in rows],
+                      f"{group.label} (n={rows[0][-1]})", f"C{i % 10}", _MARKERS[i % len(_MARKERS)],
+                      _LINESTYLES[i % len(_LINESTYLES)])
+        percents += [row[1] for row in rows]
+    plots.remaining_axis(ax, percents)
+    ax.set_ylabel(ylabel)
+    config = data.base
+    ax.set_title(f"{plots.model_name(config)} on {config.get('dataset')}: {what}\n"
+                 "lines: mean across seeds, bands: min-max", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return plots.save_figure(fig, results.plots_dir(data.study_dir), name,
+                       f"{what[0].upper()}{what[1:]}, one line per group (mean across seeds, band "
+                       "min-max).")
+
+
+def write_figures(data):
+    """The study's figures (PNG and SVG) in STUDY/plots/; returns the plots.Plot list."""
+    return [_versus_remaining(data, "early_stop_test_accuracy", "study_accuracy_vs_remaining",
+                              "test accuracy at early stop", "test accuracy at early stop vs weights "
+                              "remaining"),
+            _versus_remaining(data, "early_stop_iteration", "study_early_stop_vs_remaining",
+                              "early-stop iteration", "early-stop iteration vs weights remaining")]
+
+
+def _number(value, field):
+    return f"{value:.0f}" if field == "early_stop_iteration" else f"{value:.4f}"
+
+
+def group_table(group):
+    """Per round: % remaining, then mean ± std (min-max) of each field, and n."""
+    columns = {field: {row[0]: row for row in statistics.round_stats(group, field)}
+               for field in statistics.FIELDS}
+    lines = ["| round | remaining % | " + " | ".join(f"{label}: mean ± std (min-max)"
+                                                      for label in statistics.FIELDS.values())
+             + " | n |", "|" + "---:|" * (len(statistics.FIELDS) + 3)]
+    first = columns["early_stop_test_accuracy"]
+    for r in sorted(first):
+        cells = []
+        for field, rows in columns.items():
+            _, _, mean, std, low, high, _ = rows[r]
+            cells.append(f"{_number(mean, field)} ± {_number(std, field)} "
+                         f"({_number(low, field)}-{_number(high, field)})")
+        lines.append(f"| {r} | {first[r][1]:.2f} | " + " | ".join(cells) + f" | {first[r][-1]} |")
+    return "\n".join(lines)
+
+
+def _interval(mean, low, high, field):
+    if low is None:
+        return f"{_number(mean, field)} (n < 2)"
+    return f"{_number(mean, field)} [{_number(low, field)}, {_number(high, field)}]"
+
+
+def difference_table(side_a, side_b, fields=("early_stop_test_accuracy", "early_stop_iteration")):
+    """Per round: mean difference a - b of each field with its 95% bootstrap interval, and n."""
+    rows = {field: statistics.difference_rows(side_a, side_b, field) for field in fields}
+    lines = ["| round | remaining % | " + " | ".join(f"{statistics.FIELDS[f]} difference [95% CI]"
+                                                      for f in fields) + " | n |",
+             "|" + "---:|" * (len(fields) + 3)]
+    for parts in zip(*rows.values()):
+        r, remaining, n = parts[0][:3]
+        cells = [_interval(*row[3:], field) for row, field in zip(parts, fields)]
+        lines.append(f"| {r} | {remaining:.2f} | " + " | ".join(cells) + f" | {n} |")
+    return "\n".join(lines)
+
+
+def _points_table(data):
+    lines = ["| # | " + " | ".join(a.name for a in data.axes) + " | state | folder |",
+             "|---:|" + "---|" * (len(data.axes) + 2)]
+    for entry in data.entries:
+        values = [", ".join(str(entry["values"].get(n)) for n in a.names) for a in data.axes]
+        state = entry["state"] + (f": {entry['error']}" if entry.get("error") else "")
+        lines.append(f"| {entry['index']} | " + " | ".join(values)
+                     + f" | {state.replace('|', '/')} | `{entry['folder']}` |")
+    return "\n".join(lines)
+
+
+def write_report(data, figures):
+    """Writes STUDY/report.md; returns its path."""
+    base = data.study_dir
+    axes = " ".join(f"`--grid={a.entry}`" for a in data.axes) or "no axes"
+    replicates = [a.name for a in data.axes if statistics.is_replicate_axis(a)]
+    lines = [f"# Study report: {base.resolve().name}", "",
+             f"Base experiment: {experiment_report.describe(data.base)}", "",
+             f"Grid: {axes}. Replicate axes (statistics across them): "
+             f"{', '.join(replicates) or 'none'}. {len(data.groups)} groups of finished points.", "",
+             "## Points", "", _points_table(data), ""]
+    for group in data.groups:
+        lines += [f"## Group: {group.label}", "", group_table(group), ""]
+    lines += ["## Figures", ""]
+    for plot in figures:
+        lines += [f"![{plot.caption}]({_link(plot.png, base)})", "",
+                  f"{plot.caption} ([SVG]({_link(plot.svg, base)}))", ""]
+    controls = data.controls()
+    if controls:
+        lines += ["## Ticket versus control", "",
+                  "IMP minus the control on the same masks, per group; mean over seeds with a 95% "
+                  "bootstrap interval.", ""]
+        for group in data.groups:
+            for control in controls:
+                lines += [f"### {group.label}: IMP - {control}", "",
+                          difference_table((group, None), (group, control)), ""]
+    found = statistics.comparisons(data)
+    if found:
+        lines += ["## Group versus group", "",
+                  "Each position of an axis minus the axis's first position, the other axes held "
+                  "fixed; mean over seeds (paired by seed) with a 95% bootstrap interval.", ""]
+        for axis, position, context, group, reference in found:
+            lines += [f"### {axis.label(position)} minus {axis.label(0)}"
+                      + (f" (at {context})" if context != "all points" else ""), "",
+                      difference_table((group, None), (reference, None)), ""]
+    path = results.report_path(base)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def make_report(study_dir):
+    """Figures and report.md of a study folder; returns (report path, plots.Plot list)."""
+    data = statistics.load(study_dir)
+    if not data.groups:
+        raise ConfigError("study_dir", f"{study_dir} has no finished point yet")
+    figures = write_figures(data)
+    return write_report(data, figures), figures

@@ -1,0 +1,176 @@
+"""The numbers of a study: its finished points grouped over the grid's axes, per-round statistics across
+seeds, and bootstrap confidence intervals of differences (ticket vs control, group vs group).
+
+Axes over `seed` or `data_seed` are replicates: the points that differ only
+there form one group, and statistics are taken across them. Every other axis
+splits groups. Differences are paired by seed when both sides have the same
+seeds (else the two sides are resampled independently); the 95% interval is
+the percentile bootstrap of the mean difference, with a seeded generator, so
+a report is reproducible. Nothing here imports TensorFlow, Ray or matplotlib.
+"""
+
+import dataclasses
+import itertools
+import pathlib
+
+import numpy as np
+
+from tf_lottery import plots
+from tf_lottery import results
+from tf_lottery.study import folder
+from tf_lottery.study import grid as grid_lib
+
+REPLICATE_SETTINGS = ("seed", "data_seed")
+FIELDS = {"early_stop_test_accuracy": "test acc @es", "early_stop_iteration": "early-stop it",
+          "final_test_accuracy": "final test acc"}
+BOOTSTRAP_SAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+LEVEL = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The finished points at one position of every non-replicate axis, keyed by their replicate values."""
+    positions: tuple          # position in each non-replicate axis
+    label: str
+    runs: dict                # replicate key (tuple of seed values) -> plots.Run
+
+    def records(self, key, control=None):
+        return self.runs[key].records(control)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyData:
+    """A study folder read back: spec, study.json's entries, axes, and the groups of finished points."""
+    study_dir: pathlib.Path
+    spec: dict
+    entries: list
+    axes: tuple
+    group_axes: tuple         # indices of the non-replicate axes
+    groups: tuple
+
+    @property
+    def base(self):
+        return self.spec["base"]
+
+    def controls(self):
+        """Controls with records in every finished point, in the first one's order."""
+        runs = [run for group in self.groups for run in group.runs.values()]
+        return plots.control_names(runs) if runs else []
+
+
+def is_replicate_axis(axis):
+    return all(name in REPLICATE_SETTINGS for name in axis.names)
+
+
+def _position(axis, values):
+    """The position of a point's values in one axis."""
+    return next(i for i in range(len(axis.values)) if all(
+        values.get(n) == v for n, v in axis.assignment(i).items()))
+
+
+def load(study_dir):
+    """StudyData of a study folder (finished points only, read through tf_lottery.results)."""
+    study_dir = pathlib.Path(study_dir)
+    spec, study = folder.read_study(study_dir)
+    axes = tuple(grid_lib.Axis.from_json(a) for a in spec["grid"])
+    group_axes = tuple(i for i, axis in enumerate(axes) if not is_replicate_axis(axis))
+    replicate_axes = [axis for axis in axes if is_replicate_axis(axis)]
+    members = {}
+    for entry in study["points"]:
+        directory = study_dir / entry["folder"]
+        if entry["state"] != "finished" or not results.config_path(directory).is_file():
+            continue
+        values = entry["values"]
+        positions = tuple(_position(axes[i], values) for i in group_axes)
+        key = tuple(values[n] for axis in replicate_axes for n in axis.names)
+        run = plots.Run(directory, results.read_config(directory), results.read_summary(directory))
+        members.setdefault(positions, {})[key] = run
+    groups = []
+    for positions in itertools.product(*(range(len(axes[i].values)) for i in group_axes)):
+        if positions in members:
+            label = "; ".join(axes[i].label(p) for i, p in zip(group_axes, positions)) or "all points"
+            groups.append(Group(positions, label, members[positions]))
+    return StudyData(study_dir, spec, study["points"], axes, group_axes, tuple(groups))
+
+
+def round_stats(group, field, control=None):
+    """[(round, mean % remaining, mean, std, min, max, n)] over the group's replicates, per round
+    finished in all of them (std with n - 1; 0 for one replicate)."""
+    per_run = [run.records(control) for run in group.runs.values()]
+    rows = []
+    for r in sorted(set.intersection(*(set(records) for records in per_run))):
+        values = np.array([float(records[r][field]) for records in per_run])
+        remaining = np.mean([100 * records[r]["remaining_fraction"] for records in per_run])
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append((r, float(remaining), float(values.mean()), std, float(values.min()),
+                     float(values.max()), len(values)))
+    return rows
+
+
+def bootstrap(a, b, paired):
+    """(mean of a - b, low, high): the mean difference and its percentile-bootstrap interval.
+
+    Paired: a[i] and b[i] belong together (same seed). The interval is None
+    with fewer than two values on a side.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    if paired:
+        differences = a - b
+        mean = float(differences.mean())
+        if len(differences) < 2:
+            return mean, None, None
+        samples = differences[rng.integers(0, len(differences), (BOOTSTRAP_SAMPLES, len(differences)))]
+        means = samples.mean(axis=1)
+    else:
+        mean = float(a.mean() - b.mean())
+        if min(len(a), len(b)) < 2:
+            return mean, None, None
+        means = (a[rng.integers(0, len(a), (BOOTSTRAP_SAMPLES, len(a)))].mean(axis=1)
+                 - b[rng.integers(0, len(b), (BOOTSTRAP_SAMPLES, len(b)))].mean(axis=1))
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return mean, float(low), float(high)
+
+
+def difference_rows(side_a, side_b, field):
+    """Per round finished on both sides: (round, % remaining of a, n, mean a - b, low, high).
+
+    A side is (group, control or None); replicates pair by key when both
+    sides have the same keys.
+    """
+    (group_a, control_a), (group_b, control_b) = side_a, side_b
+    paired = set(group_a.runs) == set(group_b.runs)
+    keys_a = sorted(group_a.runs)
+    keys_b = keys_a if paired else sorted(group_b.runs)
+    records_a = [group_a.records(k, control_a) for k in keys_a]
+    records_b = [group_b.records(k, control_b) for k in keys_b]
+    rounds = set.intersection(*(set(r) for r in records_a + records_b))
+    rows = []
+    for r in sorted(rounds):
+        a = [float(recs[r][field]) for recs in records_a]
+        b = [float(recs[r][field]) for recs in records_b]
+        remaining = float(np.mean([100 * recs[r]["remaining_fraction"] for recs in records_a]))
+        rows.append((r, remaining, min(len(a), len(b)), *bootstrap(a, b, paired)))
+    return rows
+
+
+def comparisons(data):
+    """[(axis, position, context label, group, reference group)]: along each non-replicate axis with
+    two or more positions, every position against the first, the other axes held fixed."""
+    by_positions = {g.positions: g for g in data.groups}
+    found = []
+    for slot, axis_index in enumerate(data.group_axes):
+        axis = data.axes[axis_index]
+        for group in data.groups:
+            if group.positions[slot] != 0:
+                continue
+            for position in range(1, len(axis.values)):
+                other = by_positions.get(group.positions[:slot] + (position,) + group.positions[slot + 1:])
+                if other is None:
+                    continue
+                context = "; ".join(data.axes[i].label(p) for s, (i, p) in enumerate(
+                    zip(data.group_axes, group.positions)) if s != slot) or "all points"
+                found.append((axis, position, context, other, group))
+    return found
