@@ -146,6 +146,8 @@ class Settings:
     def _check_field(self, field):
         """Choices (a callable, such as a TF-MOT schedule, stands for itself) and the field's check."""
         value = getattr(self, field.name)
+        if value is None and field.default is not None:
+            self.fail(field.name, "must be given")
         choices = choices_of(field)
         sequence = KINDS[field.metadata["kind"]].sequence
         values = value if sequence else (value,)

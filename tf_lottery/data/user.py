@@ -25,6 +25,12 @@ class DatasetSplits:
     batch mean, as in `fit`). The iterator's position is checkpointed with
     the model, so a pipeline must be checkpointable (from_tensor_slices,
     map, shuffle with a seed, batch, ...; not from_generator) to resume.
+    A pipeline that reshuffles every epoch (tf.data's default) draws each
+    epoch's order from a seed generator that TensorFlow shares between
+    pipelines with the same seeds in one process: two runs in one process
+    may then see different orders. For bit-identical reruns use
+    `reshuffle_each_iteration=False` or one process per run (as the
+    binaries and studies do).
     """
 
     streamed: ClassVar[bool] = True
