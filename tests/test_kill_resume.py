@@ -107,9 +107,10 @@ def _latest_checkpoint(ckpt_dir):
 
 
 def _progress_iteration(round_dir):
+    """The iteration of the newest progress record of a round (progress.json: {"records": [...]})."""
     try:
-        return json.loads((round_dir / "progress.json").read_text())["iteration"]
-    except (OSError, ValueError, KeyError):
+        return json.loads((round_dir / "progress.json").read_text())["records"][-1]["iteration"]
+    except (OSError, ValueError, KeyError, IndexError):
         return None
 
 
