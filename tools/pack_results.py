@@ -3,13 +3,15 @@
   python tools/pack_results.py pack EXPERIMENT_DIR docs/results/data/NAME
   python tools/pack_results.py unpack docs/results/data/NAME OUT_DIR   # then analyze plots OUT_DIR
 
-A pack holds config.json, summary.json, every finished round's curve.json and
-metrics.json (controls included) and the masks of every round as bits
-(masks.npz: one packed array per round and weight); no checkpoints. Unpacking
-writes the folder layout back, with each round's mask.npz, so plots and
-reports can be rebuilt from the repository.
+A pack holds config.json, summary.json, every finished round's metrics.json
+(controls included), the curves gzipped (curves.json.gz) and the masks as bits
+(masks.npz: one packed array per round and weight; a control round whose mask
+is IMP's is not stored twice); no checkpoints. Unpacking writes the folder
+layout back, with each round's curve.json and mask.npz, so plots and reports
+can be rebuilt from the repository.
 """
 
+import gzip
 import json
 import pathlib
 import shutil
@@ -21,6 +23,7 @@ from tf_lottery import atomic
 from tf_lottery import results
 
 MASKS = "masks.npz"
+CURVES = "curves.json.gz"
 
 
 def _round_dirs(experiment_dir):
@@ -36,37 +39,51 @@ def pack(experiment_dir, out):
     experiment_dir, out = pathlib.Path(experiment_dir), pathlib.Path(out)
     if out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True)
     for path in (results.config_path(experiment_dir), results.summary_path(experiment_dir)):
-        (out / path.name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, out / path.name)
-    packed, shapes = {}, {}
+    packed, shapes, curves, imp_masks = {}, {}, {}, {}
     for directory in _round_dirs(experiment_dir):
         relative = directory.relative_to(experiment_dir)
-        for path in (results.curve_path(directory), results.metrics_path(directory)):
-            if path.is_file():
-                (out / relative).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, out / relative / path.name)
-        for key, mask in atomic.read_npz(results.mask_path(directory)).items():
+        (out / relative).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(results.metrics_path(directory), out / relative / results.METRICS)
+        if results.curve_path(directory).is_file():
+            curves[relative.as_posix()] = json.loads(results.curve_path(directory).read_text())
+        masks = atomic.read_npz(results.mask_path(directory))
+        if len(relative.parts) == 1:
+            imp_masks[relative.name] = masks
+        for key, mask in masks.items():
+            same = imp_masks.get(relative.name, {}).get(key)
+            if len(relative.parts) > 1 and same is not None and np.array_equal(same, mask):
+                continue  # a control trained on IMP's own mask
             name = f"{relative.as_posix()}|{key}"
             packed[name] = np.packbits(mask.astype(bool).ravel())
             shapes[name] = list(mask.shape)
     atomic.write_npz(out / MASKS, packed)
     atomic.write_json(out / "mask_shapes.json", shapes)
+    with gzip.open(out / CURVES, "wt") as f:
+        json.dump(curves, f)
 
 
 def unpack(pack_dir, out):
     """Writes the experiment folder a pack describes (without checkpoints) into `out`."""
     pack_dir, out = pathlib.Path(pack_dir), pathlib.Path(out)
-    shutil.copytree(pack_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MASKS, "mask_shapes.json"))
+    shutil.copytree(pack_dir, out, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(MASKS, CURVES, "mask_shapes.json"))
+    with gzip.open(pack_dir / CURVES, "rt") as f:
+        for relative, curve in json.load(f).items():
+            atomic.write_json(results.curve_path(out / relative), curve)
     shapes = json.loads((pack_dir / "mask_shapes.json").read_text())
     masks = {}
     for name, bits in atomic.read_npz(pack_dir / MASKS).items():
         relative, key = name.split("|", 1)
         size = int(np.prod(shapes[name]))
-        mask = np.unpackbits(bits)[:size].reshape(shapes[name]).astype(np.float32)
-        masks.setdefault(relative, {})[key] = mask
-    for relative, round_masks in masks.items():
-        atomic.write_npz(results.mask_path(out / relative), round_masks)
+        masks.setdefault(relative, {})[key] = np.unpackbits(bits)[:size].reshape(shapes[name]).astype(np.float32)
+    for metrics in sorted(out.rglob(results.METRICS)):
+        relative = metrics.parent.relative_to(out)
+        own = masks.get(relative.as_posix(), {})
+        imp = masks.get(relative.name, {})  # a control round's IMP round has the same folder name
+        atomic.write_npz(results.mask_path(out / relative), {**imp, **own} if own or imp else {})
 
 
 if __name__ == "__main__":
