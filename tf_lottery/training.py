@@ -242,7 +242,9 @@ class Trainer:
                 labels, logits, from_logits=True))
         else:
             loss = self._user_loss(labels, logits) * tf.cast(tf.shape(logits)[0], tf.float32)
-        return loss, _correct(labels, logits, self.objective.from_logits), logits
+        correct = _correct(labels, logits, self.objective.from_logits)
+        # The outputs leave the compiled call only when compiled metrics need them.
+        return (loss, correct, logits) if self.objective.metrics else (loss, correct, None)
 
     def _evaluate_split(self, batches, prefix):
         if batches is None:
