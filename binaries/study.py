@@ -46,6 +46,9 @@ flags.DEFINE_string("ray_address", None, "An existing Ray cluster (auto, host:po
                     "node sees (checked at start).")
 flags.DEFINE_integer("max_retries", 2, "Retries of a point whose worker died (killed, crashed, out of "
                      "memory, node lost); errors of the experiment itself are not retried.")
+flags.DEFINE_integer("experiments_per_worker", 0, "Points a worker process runs before a fresh one "
+                     "replaces it (0: no limit; a worker is also replaced when its memory after a point "
+                     "is more than twice what it was after its first; 1: a fresh process for each point).")
 flags.DEFINE_bool("progress", True, "Show the live progress line.")
 FLAGS = flags.FLAGS
 
@@ -73,7 +76,8 @@ def main(argv):
     outcome = cli.execute(lambda: runner.execute(
         plan, workers=FLAGS.workers, cpus_per_experiment=FLAGS.cpus_per_experiment,
         gpus_per_experiment=FLAGS.gpus_per_experiment, ray_address=FLAGS.ray_address,
-        max_retries=FLAGS.max_retries, progress=FLAGS.progress))
+        max_retries=FLAGS.max_retries, experiments_per_worker=FLAGS.experiments_per_worker,
+        progress=FLAGS.progress))
     print(format_outcome(outcome))
     if outcome.interrupted:
         cli.fail("interrupted; every folder is resumable: rerun the same command",

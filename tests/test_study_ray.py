@@ -89,6 +89,16 @@ def test_a_grid_of_four_runs_on_two_workers_and_a_rerun_skips_it(reference):
     assert again.ok and {p: p.stat().st_mtime_ns for p in metrics} == metrics
 
 
+def test_a_worker_process_runs_points_in_turn_with_the_numbers_of_fresh_ones(reference, tmp_path):
+    one = runner.run(BASE, GRID, tmp_path / "one", workers=1, progress=False)
+    fresh = runner.run(BASE, GRID, tmp_path / "fresh", workers=1, experiments_per_worker=1,
+                       progress=False)
+    assert one.ok and fresh.ok
+    assert len({e["worker"] for e in one.points}) == 1
+    assert len({e["worker"] for e in fresh.points}) == 4
+    assert _records(tmp_path / "one") == _records(tmp_path / "fresh") == _records(reference[0])
+
+
 def _descendants(pid):
     """Every process below `pid` (from /proc), so that only what the test started is killed."""
     children = {}
@@ -123,13 +133,13 @@ def test_a_killed_worker_is_retried_and_its_point_resumes(tmp_path):
     while not results.config_path(directory).is_file():
         assert time.monotonic() < deadline and study.is_alive()
         time.sleep(0.05)
-    workers = [pid for pid in _descendants(os.getpid()) if "ray::run_point" in _cmdline(pid)]
+    workers = [pid for pid in _descendants(os.getpid()) if "ray::ExperimentWorker" in _cmdline(pid)]
     assert len(workers) == 1
     os.kill(workers[0], signal.SIGKILL)
     study.join(timeout=240)
     entry, = box["outcome"].points
     assert entry["state"] == "finished" and entry["attempts"] == 2, entry
-    assert entry["errors"][0].startswith("WorkerCrashedError")
+    assert entry["errors"][0].startswith("ActorDiedError"), entry["errors"]
     assert results.finished_rounds(directory) == [0, 1]
 
 

@@ -1,21 +1,25 @@
-"""Runs a study's points on Ray: one task per experiment, in a fresh worker process each.
+"""Runs a study's points on Ray, in worker processes that import TensorFlow once and run points in turn.
 
 By default `ray.init` starts a local Ray on this machine with `workers`
 experiments at a time; with an address (`auto`, `host:port`, `ray://host:port`)
-the same tasks run on an existing cluster, after a shared-storage check (the
+the same points run on an existing cluster, after a shared-storage check (the
 driver writes a token into the study folder that a task on every node must
-read back). Each task (`max_calls=1`: its worker process exits after the
-experiment, so TensorFlow memory does not pile up) sizes TensorFlow's thread
-pools to its CPUs, writes its log into the point's folder and runs
-`experiment.prepare` then `experiment.run_imp`; an error of the experiment
-comes back as text. A worker that dies (killed, crashed, out of memory, node
-lost) is the worker's failure: the point is retried up to `max_retries` times
-and resumes from its last checkpoint. SIGINT and SIGTERM cancel the running
-tasks; every folder stays resumable.
+read back). Each worker process (a Ray actor) sizes TensorFlow's thread pools
+to its CPUs once, then runs points one after another: it writes the point's
+log into the point's folder, runs `experiment.prepare` then
+`experiment.run_imp`, clears Keras' state and reports its resident memory; an
+error of the experiment comes back as text. A worker is retired (its process
+exits) after `experiments_per_worker` points when that is set, and whenever
+its memory after a point is more than twice what it was after its first, so
+TensorFlow memory does not pile up. A worker that dies (killed, crashed, out
+of memory, node lost) is the worker's failure: the point is retried up to
+`max_retries` times, in a new worker, and resumes from its last checkpoint.
+SIGINT and SIGTERM stop the running workers; every folder stays resumable.
 """
 
 import contextlib
 import dataclasses
+import gc
 import logging as std_logging
 import os
 import signal
@@ -35,6 +39,7 @@ from tf_lottery.settings import ConfigError
 from tf_lottery.study import folder
 
 with epy.lazy_imports():
+    import keras
     import tensorflow as tf
 
 _LOCAL_OBJECT_STORE = 100 * 2**20  # points exchange only small dicts
@@ -62,8 +67,10 @@ def cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def check_options(workers=None, cpus_per_experiment=1, gpus_per_experiment=0):
+def check_options(workers=None, cpus_per_experiment=1, gpus_per_experiment=0, experiments_per_worker=0):
     """ConfigError naming the option that is out of range."""
+    if experiments_per_worker < 0:
+        raise ConfigError("experiments_per_worker", f"must be >= 0, got {experiments_per_worker}")
     if cpus_per_experiment < 1:
         raise ConfigError("cpus_per_experiment", f"must be >= 1, got {cpus_per_experiment}")
     if gpus_per_experiment < 0:
@@ -136,7 +143,7 @@ def read_token(path):
 
 
 # Tasks wrap module-level functions, so that Ray pickles them by reference (the workers import
-# this module) rather than by value with the module's lazily imported globals (also _run_point).
+# this module) rather than by value with the module's lazily imported globals.
 _read_token = ray.remote(num_cpus=0, max_retries=0)(read_token)
 
 
@@ -163,22 +170,41 @@ def check_shared_storage(study_dir):
 
 @contextlib.contextmanager
 def _output_to(path):
-    """Points stdout, stderr (TensorFlow's C++ log included) and absl logging at `path` for the rest
-    of this worker process (it exits after its one task)."""
+    """Points stdout, stderr (TensorFlow's C++ log included) and absl logging at `path` while the
+    block runs, then back where they went before."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    with open(path, "a") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        logging.set_verbosity(logging.INFO)
-        yield
+    saved = os.dup(1), os.dup(2)
+    verbosity = logging.get_verbosity()
+    try:
+        with open(path, "a") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            logging.set_verbosity(logging.INFO)
+            yield
+            sys.stdout.flush()
+            sys.stderr.flush()
+    finally:
+        logging.set_verbosity(verbosity)
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
-def run_point(flat, threads):
-    """Runs one point's experiment in this (fresh) worker; returns {'error': None or text}."""
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+def resident_bytes():
+    """This process's resident memory now (Linux /proc; the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_point(flat):
+    """Runs one point's experiment in this worker; returns {'error': None or text, 'rss': bytes,
+    'worker': node IP:pid}."""
     try:
         prepared = experiment.prepare(ExperimentConfig.from_flat(flat))
         # config.json first, so the folder is an experiment folder before the log goes into it.
@@ -190,11 +216,34 @@ def run_point(flat, threads):
                 logging.exception("the experiment failed")
                 raise
     except Exception as error:  # the point's own failure (data, NaN, a bug): reported, not retried
-        return {"error": f"{type(error).__name__}: {str(error).strip()}"}
-    return {"error": None}
+        outcome = {"error": f"{type(error).__name__}: {str(error).strip()}"}
+    else:
+        outcome = {"error": None}
+    # What one experiment built (models, compiled steps, datasets) goes before the next one.
+    keras.backend.clear_session()
+    gc.collect()
+    return {**outcome, "rss": resident_bytes(), "worker": f"{ray.util.get_node_ip_address()}:{os.getpid()}"}
 
 
-_run_point = ray.remote(max_calls=1, max_retries=0)(run_point)
+class ExperimentWorker:
+    """A worker process that runs points one after another, TensorFlow imported once.
+
+    Its thread pools are sized to its CPUs before TensorFlow does any work.
+    The driver retires it (its process exits) after `experiments_per_worker`
+    points, or when its memory after a point is more than twice what it was
+    after its first, so memory does not pile up.
+    """
+
+    def __init__(self, threads):
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+    def run(self, flat):
+        return run_point(flat)
+
+
+# A module-level class, so that Ray pickles it by reference (the workers import this module).
+_ExperimentWorker = ray.remote(max_restarts=0, max_task_retries=0)(ExperimentWorker)
 
 
 @contextlib.contextmanager
@@ -223,42 +272,91 @@ def _worker_failure(error):
     return not isinstance(error, ray.exceptions.RayTaskError)
 
 
+class _Pool:
+    """The study's worker processes: started on demand, reused while `keeps` says so."""
+
+    def __init__(self, cpus, gpus, experiments_per_worker):
+        self.options = {"num_cpus": cpus, "num_gpus": gpus}
+        self.threads = cpus
+        self.limit = experiments_per_worker
+        self.idle = []
+        self.busy = set()
+
+    def take(self):
+        worker = self.idle.pop() if self.idle else _Slot(
+            _ExperimentWorker.options(**self.options).remote(self.threads))
+        self.busy.add(worker)
+        return worker
+
+    def give_back(self, worker, rss):
+        """Keeps `worker` for the next point unless it ran its share or its memory grew; None: it died."""
+        self.busy.discard(worker)
+        worker.points += 1
+        worker.first_rss = worker.first_rss or rss
+        if rss is None or (self.limit and worker.points >= self.limit) or rss > 2 * worker.first_rss:
+            ray.kill(worker.actor)
+        else:
+            self.idle.append(worker)
+
+    def close(self):
+        for worker in self.idle + list(self.busy):
+            ray.kill(worker.actor)
+        self.idle, self.busy = [], set()
+
+
+@dataclasses.dataclass(eq=False)
+class _Slot:
+    """One worker process of the pool and what it has run."""
+    actor: object
+    points: int = 0
+    first_rss: int | None = None
+
+
 def run_points(plan, study, session, *, cpus_per_experiment=1, gpus_per_experiment=0, max_retries=2,
-               progress=None):
+               experiments_per_worker=0, progress=None):
     """Runs the unfinished points of `study`, `session.workers` at a time; updates study.json.
 
-    Raises Interrupted (after cancelling the running tasks and recording them)
-    on SIGINT or SIGTERM.
+    Worker processes run points one after another (at most
+    `experiments_per_worker` each when it is not 0). Raises Interrupted
+    (after stopping the running points and recording them) on SIGINT or SIGTERM.
     """
     points = {p.index: p for p in plan.points}
     for index in study.indices("pending"):
         if points[index].error:
             study.update(index, state="failed", error=points[index].error)
     queue = study.indices("pending")
-    running = {}  # ref -> (index, start time)
-    task = _run_point.options(num_cpus=cpus_per_experiment, num_gpus=gpus_per_experiment)
-    with _signals_noted() as received:
-        while queue or running:
-            if received:
-                for ref, (index, _) in running.items():
-                    ray.cancel(ref, force=True)
-                    study.update(index, state="interrupted")
-                raise Interrupted(received[0])
-            while queue and len(running) < session.workers:
-                index = queue.pop(0)
-                ref = task.remote(points[index].config.flat(), cpus_per_experiment)
-                running[ref] = (index, time.monotonic())
-                study.update(index, state="running", attempts=study.entries[index]["attempts"] + 1)
-            done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
-            for ref in done:
-                index, started = running.pop(ref)
-                _finish(study, points[index], ref, time.monotonic() - started, max_retries, queue)
-            if progress:
-                progress.update(study, [i for i, _ in running.values()])
+    running = {}  # ref -> (index, start time, worker)
+    pool = _Pool(cpus_per_experiment, gpus_per_experiment, experiments_per_worker)
+    try:
+        with _signals_noted() as received:
+            while queue or running:
+                if received:
+                    for index, _, _ in running.values():
+                        study.update(index, state="interrupted")
+                    raise Interrupted(received[0])
+                while queue and len(running) < session.workers:
+                    index = queue.pop(0)
+                    worker = pool.take()
+                    running[worker.actor.run.remote(points[index].config.flat())] = (
+                        index, time.monotonic(), worker)
+                    study.update(index, state="running", attempts=study.entries[index]["attempts"] + 1)
+                done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in done:
+                    index, started, worker = running.pop(ref)
+                    rss = _finish(study, points[index], ref, time.monotonic() - started, max_retries,
+                                  queue)
+                    pool.give_back(worker, rss)
+                if progress:
+                    progress.update(study, [i for i, _, _ in running.values()])
+    finally:
+        pool.close()  # a point still running stops here, resumable from its last checkpoint
 
 
 def _finish(study, point, ref, seconds, max_retries, queue):
-    """Records the outcome of one task; requeues a point whose worker failed, up to max_retries."""
+    """Records the outcome of one point; requeues a point whose worker failed, up to max_retries.
+
+    Returns the worker's resident memory after the point, or None when the worker failed.
+    """
     entry = study.entries[point.index]
     try:
         outcome = ray.get(ref)
@@ -270,11 +368,14 @@ def _finish(study, point, ref, seconds, max_retries, queue):
             queue.insert(0, point.index)
         else:
             study.update(point.index, state="failed", errors=errors, error=message)
-        return
+        return None
     if outcome["error"]:
         study.update(point.index, state="failed", errors=entry["errors"] + [outcome["error"]],
-                     error=outcome["error"])
+                     error=outcome["error"], worker=outcome["worker"])
     elif folder.is_point_finished(point.config, point.directory):
-        study.update(point.index, state="finished", error=None, seconds=round(seconds, 1))
+        study.update(point.index, state="finished", error=None, seconds=round(seconds, 1),
+                     worker=outcome["worker"])
     else:
-        study.update(point.index, state="failed", error="the experiment ended with rounds unfinished")
+        study.update(point.index, state="failed", error="the experiment ended with rounds unfinished",
+                     worker=outcome["worker"])
+    return outcome["rss"]

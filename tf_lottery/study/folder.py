@@ -3,7 +3,7 @@
   study_config.json     the base config (flat names) and the axes, written once; a rerun with
                         another base config or grid in the same folder is refused naming what changed
   study.json            one entry per point: its values, folder (relative), state, attempts,
-                        errors and seconds; rewritten atomically on every change
+                        errors, seconds and worker (node IP:pid); rewritten atomically on every change
   .storage_check_<id>   the token of the shared-storage check, removed after it
   <point folder>/study.log   the point's own log (stdout, stderr, absl) while the study runs it
   report.md, plots/     what `analyze study` writes
@@ -122,6 +122,7 @@ class Study:
                 "errors": [],
                 "error": None,
                 "seconds": old.get("seconds") if finished else None,
+                "worker": old.get("worker") if finished else None,
             })
 
     def _previous(self):

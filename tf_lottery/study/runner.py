@@ -48,13 +48,15 @@ def prepare(base, grid, study_dir=None):
 
 
 def execute(plan, *, workers=None, cpus_per_experiment=1, gpus_per_experiment=0, ray_address=None,
-            max_retries=2, progress=True):
+            max_retries=2, experiments_per_worker=0, progress=True):
     """Runs the plan's unfinished points on Ray (local, or the cluster at `ray_address`).
 
+    A worker process runs points one after another (at most
+    `experiments_per_worker` when it is not 0; 1: a fresh process for each).
     `progress`: True for the live line on stdout, a stream, or False.
     Returns the Outcome; failed points are in it, not raised.
     """
-    execution.check_options(workers, cpus_per_experiment, gpus_per_experiment)
+    execution.check_options(workers, cpus_per_experiment, gpus_per_experiment, experiments_per_worker)
     study = folder.Study(plan)
     if not study.indices("pending"):
         study.write_spec()
@@ -71,6 +73,7 @@ def execute(plan, *, workers=None, cpus_per_experiment=1, gpus_per_experiment=0,
             line = progress_lib.Progress(plan, None if progress is True else progress)
         execution.run_points(plan, study, session, cpus_per_experiment=cpus_per_experiment,
                              gpus_per_experiment=gpus_per_experiment, max_retries=max_retries,
+                             experiments_per_worker=experiments_per_worker,
                              progress=line)
     except execution.Interrupted as interruption:
         return Outcome(plan, study.entries, interruption.signum)
