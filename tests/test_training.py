@@ -61,6 +61,41 @@ def test_fused_steps_match_single_steps(splits):
         assert [r["iteration"] for r in curve] == [r["iteration"] for r in results[0][1]]
 
 
+def test_the_fused_chunk_trains_bit_for_bit_like_the_step_loop(splits):
+    runs = []
+    for fused in (True, False):
+        model, _ = _pruned_model()
+        trainer = tfl.Trainer(model, splits, tiny_training(jit_compile=True, steps_per_call=7))
+        assert trainer.fused
+        trainer.fused = fused
+        curve = trainer.train().curve
+        runs.append((_weights(model), curve))
+    (fused_weights, fused_curve), (loop_weights, loop_curve) = runs
+    for a, b in zip(fused_weights, loop_weights):
+        np.testing.assert_array_equal(a, b)
+    assert fused_curve == loop_curve
+
+
+def test_the_fused_chunk_is_off_without_xla_or_with_a_stream(splits):
+    assert not tfl.Trainer(_pruned_model()[0], splits, tiny_training(jit_compile=False)).fused
+
+
+def test_trainers_on_the_same_splits_share_one_copy_of_the_data(splits):
+    first = tfl.Trainer(_pruned_model()[0], splits, tiny_training())
+    second = tfl.Trainer(_pruned_model(1)[0], splits, tiny_training(data_seed=5))
+    for a, b in ((first._train_source, second._train_source), (first._test, second._test)):
+        assert a.images is b.images and a.labels is b.labels
+
+
+def test_one_call_evaluation_equals_batch_by_batch(splits):
+    model, _ = _pruned_model()
+    trainer = tfl.Trainer(model, splits, tiny_training(eval_batch_size=23))  # a partial last batch
+    trainer.train()
+    together = trainer.evaluate()
+    apart = {**trainer._evaluate_split(trainer._val, "val"), **trainer._evaluate_split(trainer._test, "test")}
+    assert together == apart and together["test_accuracy"] > 0.5
+
+
 class _Kill(Exception):
     pass
 
@@ -100,6 +135,16 @@ def test_batches_resumes_and_covers_each_epoch():
     assert not np.array_equal(full[:50], full[50:100])
     other, _ = _indices(source.batches(7, seed=4), 7)
     assert not np.array_equal(other, full[:49])
+
+
+def test_a_chunks_order_is_its_batches_one_after_another_across_epochs():
+    source = input_pipeline.ArraySource(np.zeros((50, 2, 2, 1), np.uint8), np.arange(50))
+    full, _ = _indices(source.batches(7, seed=3), 20)
+    order = source.order(7, seed=3, start_step=5, steps=9, length=12).numpy()
+    np.testing.assert_array_equal(order[:9 * 7], full[5 * 7:14 * 7])  # crosses epochs 0-1 and 1-2
+    np.testing.assert_array_equal(order[9 * 7:], np.zeros(3 * 7))
+    np.testing.assert_array_equal(source.order(7, seed=3, start_step=13, steps=2, length=2).numpy(),
+                                  full[13 * 7:15 * 7])
 
 
 def test_augmentation_crops_and_flips_per_image_and_per_step():

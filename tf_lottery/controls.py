@@ -21,7 +21,6 @@ from tf_lottery.registry import Registry
 with epy.lazy_imports():  # config reads the registry before TensorFlow may load
     from tf_lottery import model_ops
     from tf_lottery import pruning
-    from tf_lottery import training
     from tf_lottery.results import checkpoints
 
 CONTROLS = Registry("control")
@@ -72,27 +71,17 @@ class RandomReinit(Control):
         super().__init__(context, name)
         if context.build_model is None:
             raise ValueError("random_reinit needs build_model(seed) to draw fresh weights")
-        self._model = self._trainer = None
 
     def _draw(self, round_index):
         return self.context.build_model(
             draw_seed(_REINIT_SEED, self.context.pruning_config.seed, round_index))
 
-    def model_for(self, round_index):
-        # One model and Trainer for all rounds: each round's draw is copied in, so the
-        # compiled step and the in-memory data are not rebuilt per round.
-        if self._model is None:
-            context = self.context
-            with context.strategy.scope():
-                self._model = model_ops.wrap_like(self._draw(round_index), context.model)
-            self._trainer = training.Trainer(self._model, context.splits, context.training_config,
-                                             context.strategy)
-        return self._model, self._trainer
-
     def start(self, round_index, records):
+        # The draw is copied into the experiment's model (weights and snapshots), so the compiled
+        # step is shared; IMP's next round restores its own weights from its checkpoint.
         with self.context.strategy.scope():
-            model_ops.copy_weights(self._draw(round_index), self._model)
-        model_ops.set_masks(self._model, self.imp_mask(round_index))
+            model_ops.copy_weights(self._draw(round_index), self.context.model)
+        model_ops.set_masks(self.context.model, self.imp_mask(round_index))
 
 
 @CONTROLS.register("random_prune", help="a random mask with IMP's per-tensor counts, from the reset point")

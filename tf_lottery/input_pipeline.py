@@ -1,26 +1,53 @@
-"""Input for the trainer: in-memory splits with a seeded resumable order, streamed splits, eval batches."""
+"""Input for the trainer: in-memory splits with a seeded resumable order, streamed splits, eval batches.
+
+The tensors of an in-memory Splits object are made once per process and
+shared by every Trainer built on it (the experiment, its controls, `lmc`,
+`rewind_search`), as uint8 images: normalisation happens in the compiled
+training step and evaluation.
+"""
+
+import weakref
 
 import tensorflow as tf
 
+_SHARED = {}  # id(splits) -> {split: (images, labels) tensors}, dropped with the splits object
+
 
 def sources(splits, config):
-    """(training source, validation batches, test batches) of any split kind.
+    """(training source, validation, test) of any split kind.
 
-    A split kind (data.Splits, data.StreamedSplits, ...) with `streamed` set hands over
-    tf.data pipelines (`train_batches`, `eval_batches`); the others hold uint8 arrays
-    (train_x ... test_y) with `mean` and `std`.
+    A split kind (data.Splits, data.StreamedSplits, ...) with `streamed` set
+    hands over tf.data pipelines (`train_batches`, `eval_batches`): validation
+    and test are then pipelines of (images, labels) batches, or None. The
+    others hold uint8 arrays (train_x ... test_y) with `mean` and `std`:
+    validation and test are then ArraySources (validation None if empty).
     """
     if splits.streamed:
         return (StreamSource(splits.train_batches),
                 splits.eval_batches("validation", config.eval_batch_size),
                 splits.eval_batches("test", config.eval_batch_size))
-    scaled = splits.scaled
-    train = ArraySource(splits.train_x, splits.train_y, splits.mean, splits.std,
-                        augment=config.augment, seed=config.data_seed, scaled=scaled)
-    val = ArraySource(splits.val_x, splits.val_y, splits.mean, splits.std, scaled=scaled)
-    test = ArraySource(splits.test_x, splits.test_y, splits.mean, splits.std, scaled=scaled)
-    return (train, val.eval_batches(config.eval_batch_size) or None,
-            test.eval_batches(config.eval_batch_size))
+    tensors = shared_tensors(splits)
+    options = {"mean": splits.mean, "std": splits.std, "scaled": splits.scaled}
+    train = ArraySource(*tensors["train"], augment=config.augment, seed=config.data_seed, **options)
+    val = ArraySource(*tensors["val"], **options)
+    return train, val if val.size else None, ArraySource(*tensors["test"], **options)
+
+
+def shared_tensors(splits):
+    """{'train' | 'val' | 'test': (images, labels)} of `splits` as tensors, made once per object."""
+    key = id(splits)
+    if key not in _SHARED:
+        _SHARED[key] = {name: (tf.constant(getattr(splits, f"{name}_x")), tf.constant(getattr(splits, f"{name}_y")))
+                        for name in ("train", "val", "test")}
+        weakref.finalize(splits, _SHARED.pop, key, None)
+    return _SHARED[key]
+
+
+def epoch_permutation(size, seed, epoch):
+    """The order in which epoch `epoch` visits `size` examples: a permutation drawn from (seed, epoch)."""
+    keys = tf.random.stateless_uniform([size], seed=tf.stack([tf.cast(seed, tf.int64),
+                                                              tf.cast(epoch, tf.int64)]))
+    return tf.argsort(keys, stable=True)
 
 
 class StreamSource:
@@ -31,6 +58,7 @@ class StreamSource:
     """
 
     seekable = False
+    in_memory = False
 
     def __init__(self, make_batches):
         self._make_batches = make_batches
@@ -55,16 +83,19 @@ class ArraySource:
     """
 
     seekable = True
+    in_memory = True
 
     def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0, scaled=False):
         self.size = int(images.shape[0])
         self.scaled = scaled
-        self.images = tf.constant(images)
-        self.labels = tf.constant(labels)
+        self.images = tf.convert_to_tensor(images)
+        self.labels = tf.convert_to_tensor(labels)
         self.mean = float(mean)
         self.std = float(std)
         self.augment = augment
         self.seed = seed
+        self._permutations = {}
+        self._eval_constants = tuple(tf.constant(v, tf.float32) for v in (255.0, self.mean, self.std))
 
     def normalize(self, images):
         """uint8 images to float32, scaled to [0, 1] then standardised; scaled inputs only cast."""
@@ -88,14 +119,11 @@ class ArraySource:
         positions [i*B, (i+1)*B). Starting at `start_step` resumes that exact
         order without replaying earlier batches.
         """
-        if self.size < batch_size:
-            raise ValueError(f"batch_size {batch_size} exceeds the {self.size} training examples")
+        self._check_batch_size(batch_size)
         first_epoch, offset = divmod(start_step * batch_size, self.size)
-        n = self.size
 
         def epoch_order(epoch):
-            keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-            return tf.data.Dataset.from_tensor_slices(tf.argsort(keys, stable=True))
+            return tf.data.Dataset.from_tensor_slices(epoch_permutation(self.size, seed, epoch))
 
         return (tf.data.Dataset.range(first_epoch, 2**62)
                 .flat_map(epoch_order)
@@ -103,10 +131,53 @@ class ArraySource:
                 .batch(batch_size, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
 
+    def order(self, batch_size, seed, start_step, steps, length):
+        """The example indices of batches start_step .. start_step+steps-1 of `batches`, one after
+        another (a flat int32 tensor), padded with zeros to `length` batches.
+
+        Each epoch's permutation is drawn once and kept while it is in use.
+        """
+        self._check_batch_size(batch_size)
+        position, end = start_step * batch_size, (start_step + steps) * batch_size
+        parts = []
+        while position < end:
+            epoch, offset = divmod(position, self.size)
+            take = min(self.size - offset, end - position)
+            parts.append(self._permutation(seed, epoch)[offset:offset + take])
+            position += take
+        parts.append(tf.zeros([(length - steps) * batch_size], tf.int32))
+        return tf.concat(parts, 0)
+
+    def _permutation(self, seed, epoch):
+        key = (int(seed), epoch)
+        if key not in self._permutations:
+            self._permutations = {k: v for k, v in self._permutations.items() if k[1] >= epoch - 1}
+            self._permutations[key] = epoch_permutation(self.size, seed, epoch)
+        return self._permutations[key]
+
+    def _check_batch_size(self, batch_size):
+        if self.size < batch_size:
+            raise ValueError(f"batch_size {batch_size} exceeds the {self.size} training examples")
+
     def eval_batches(self, batch_size):
-        """The whole split as a list of normalised (images, labels) batches, in order."""
-        return [(self.normalize(self.images[i:i + batch_size]), self.labels[i:i + batch_size])
-                for i in range(0, self.size, batch_size)]
+        """The whole split in order, as (normalised images, labels) batches made as they are read."""
+        for start in range(0, self.size, batch_size):
+            yield self.normalize(self.images[start:start + batch_size]), self.labels[start:start + batch_size]
+
+    def eval_slice(self, start, size):
+        """(normalised images, labels) of examples start .. start+size-1 (`size` static), for a
+        tf.function; numbers exactly as `eval_batches` makes them eagerly.
+
+        The normalisation constants enter as captured tensors: as graph
+        constants, graph optimisation would rewrite the divisions and change
+        the last bits.
+        """
+        divisor, mean, std = self._eval_constants
+        images = tf.cast(tf.slice(self.images, tf.stack([start] + [0] * (self.images.shape.rank - 1)),
+                                  [size] + self.images.shape[1:].as_list()), tf.float32)
+        labels = tf.slice(self.labels, tf.stack([start] + [0] * (self.labels.shape.rank - 1)),
+                          [size] + self.labels.shape[1:].as_list())
+        return (images if self.scaled else (images / divisor - mean) / std), labels
 
 
 def pad_crop_flip(images, seed, pad=4):

@@ -5,11 +5,14 @@ masks: masked positions receive zero gradient through LotteryWrapper.
 """
 
 import dataclasses
+import functools
 import math
+import operator
 import pathlib
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -181,6 +184,12 @@ class Trainer:
         self._train_chunk = tf.function(self._train_chunk_py)
         self._eval_batch = tf.function(self._eval_batch_py)
         self._train_source, self._val, self._test = input_pipeline.sources(splits, config)
+        # In-memory validation and test are evaluated together in one compiled call.
+        self._eval_arrays = tf.function(self._eval_arrays_py)
+        # With XLA, one replica and the data in memory, a whole chunk of steps (batch indices,
+        # gather, forward, backward, update) is one XLA computation: no per-step launch or tf.data.
+        self.fused = self._jit and replicas == 1 and self._train_source.in_memory
+        self._fused_chunk = tf.function(self._fused_chunk_py, jit_compile=True)
         masks = {id(w): m for wrapper in model_ops.wrappers(model) for _, w, m in wrapper.masked_weights}
         # Weight decay acts on the effective weights, so pruned positions still get no gradient.
         self._decayed = [(v, masks.get(id(v))) for v in model.trainable_variables]
@@ -192,7 +201,7 @@ class Trainer:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = next((line for line in lines if "XLA" in line or "implement" in line), lines[0])
         logging.warning("XLA cannot compile this training step (%s); training without XLA", reason)
-        self._jit = False
+        self._jit = self.fused = False
         self._train_step_fn = tf.function(self._train_step)
         self._train_chunk = tf.function(self._train_chunk_py)
         return True
@@ -235,6 +244,34 @@ class Trainer:
         self.iteration.assign_add(tf.cast(steps, tf.int64))
         return total
 
+    def _fused_chunk_py(self, indices, steps):
+        """`steps` training steps on the batches of `indices` (batch_size indices a step), compiled
+        whole; returns the losses of the steps (then zeros up to steps_per_call)."""
+        size = self.config.batch_size
+
+        def step(i, losses):
+            batch = tf.slice(indices, [i * size], [size])
+            return i + 1, losses.write(i, self._train_step(batch, self.iteration + tf.cast(i, tf.int64)))
+
+        losses = tf.TensorArray(tf.float32, size=self.config.steps_per_call, element_shape=[])
+        _, losses = tf.while_loop(lambda i, _: i < steps, step, (tf.constant(0), losses))
+        self.iteration.assign_add(tf.cast(steps, tf.int64))
+        return losses.stack()
+
+    def train_chunk(self, step, steps, batches):
+        """Trains iterations step+1 .. step+steps; returns the sum of their losses.
+
+        `batches()` is the batch iterator (positioned at `step`) of the path
+        without fusion; it is called only on that path.
+        """
+        if self.fused:
+            indices = self._train_source.order(self.config.batch_size, self.config.data_seed, step, steps,
+                                               self.config.steps_per_call)
+            losses = self._fused_chunk(indices, tf.constant(steps, tf.int32)).numpy()[:steps]
+            # Summed one after another in float32, as the step loop sums them.
+            return float(functools.reduce(operator.add, losses, np.float32(0.0)))
+        return float(self._train_chunk(batches(), tf.constant(steps, tf.int64)))
+
     def _eval_batch_py(self, images, labels):
         logits = tf.cast(self.model(images, training=False), tf.float32)
         if self._user_loss is None:
@@ -246,7 +283,45 @@ class Trainer:
         # The outputs leave the compiled call only when compiled metrics need them.
         return (loss, correct, logits) if self.objective.metrics else (loss, correct, None)
 
+    def _eval_arrays_py(self):
+        """The loss sum and correct count of every eval batch of each in-memory split present."""
+        size, sums = self.config.eval_batch_size, []
+        for source in (self._val, self._test):
+            if source is None:
+                continue
+            full, rest = divmod(source.size, size)
+
+            def batch(i, losses, corrects, source=source):
+                loss, correct, _ = self._eval_batch_py(*source.eval_slice(i * size, size))
+                return i + 1, losses.write(i, loss), corrects.write(i, correct)
+
+            losses, corrects = (tf.TensorArray(tf.float32, size=full + bool(rest), element_shape=[])
+                                for _ in range(2))
+            _, losses, corrects = tf.while_loop(lambda i, *_: i < full, batch,
+                                                (tf.constant(0), losses, corrects))
+            if rest:
+                loss, correct, _ = self._eval_batch_py(*source.eval_slice(full * size, rest))
+                losses, corrects = losses.write(full, loss), corrects.write(full, correct)
+            sums.append((losses.stack(), corrects.stack()))
+        return sums
+
+    def _evaluate_arrays(self):
+        sums = iter(self._eval_arrays())
+        values = {}
+        for prefix, source in (("val", self._val), ("test", self._test)):
+            loss = correct = None
+            if source is not None:
+                loss = correct = 0.0
+                for batch_loss, batch_correct in zip(*(t.numpy() for t in next(sums))):
+                    loss += float(batch_loss)
+                    correct += float(batch_correct)
+                loss, correct = loss / source.size, correct / source.size
+            values.update({f"{prefix}_loss": loss, f"{prefix}_accuracy": correct})
+        return values
+
     def _evaluate_split(self, batches, prefix):
+        if isinstance(batches, input_pipeline.ArraySource):
+            batches = batches.eval_batches(self.config.eval_batch_size)
         if batches is None:
             return {f"{prefix}_loss": None, f"{prefix}_accuracy": None}
         metrics = self.objective.make_metrics()
@@ -265,6 +340,8 @@ class Trainer:
     def evaluate(self):
         """{'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', and val_/test_ of each compiled
         metric} of the model as it is now."""
+        if isinstance(self._test, input_pipeline.ArraySource) and not self.objective.metrics:
+            return self._evaluate_arrays()
         return {**self._evaluate_split(self._val, "val"), **self._evaluate_split(self._test, "test")}
 
     def train(self, directory=None, hooks=None, name="train", callbacks=None, verbose=0):
@@ -395,21 +472,26 @@ class _Run:
             if 0 in self.hooks:
                 self.hooks[0](0)
             curve = [{"iteration": 0, "train_loss": None, **trainer.evaluate()}]
-        iterator = self._batches(step)
+        iterator = []
+
+        def batches(restart=False):
+            if restart or not iterator:
+                iterator[:] = [self._batches(step)]
+            return iterator[0]
+
         self.callbacks.on_epoch_begin(len(curve) - 1)
         while step < c.train_steps and not trainer.model.stop_training:
             stop = self._next_stop(step)
             while step < stop:
                 n = min(c.steps_per_call, stop - step)
                 try:
-                    chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
+                    chunk_loss = trainer.train_chunk(step, n, batches)
                 except tf.errors.UnimplementedError as error:
                     # Raised before any step ran; only the iterator moved, so restart it
                     # (a stream, which cannot restart, skips one batch).
                     if not trainer.fall_back_from_xla(error):
                         raise
-                    iterator = self._batches(step)
-                    chunk_loss = float(trainer._train_chunk(iterator, tf.constant(n, tf.int64)))
+                    chunk_loss = trainer.train_chunk(step, n, lambda: batches(restart=True))
                 step += n
                 if not math.isfinite(chunk_loss):
                     raise FloatingPointError(
