@@ -8,8 +8,10 @@ sequential run is one Python process (TensorFlow's default thread pools, all cor
 experiment.prepare and experiment.run_imp four times. Both are timed end to end: the study from
 before `ray.init` to the last point, the sequential run from its process start. The study runs
 twice: by default (a worker process runs points in turn) and with a fresh process per point
-(`experiments_per_worker=1`). The three variants alternate in each repetition; the table shows
-medians. Targets: the study at least 1.5x faster, Ray start-up under 10 s.
+(`experiments_per_worker=1`). The ceiling of any runner on this machine is measured without Ray:
+`--workers` plain processes started at once, one TensorFlow thread each, the seeds split between
+them. The four variants alternate in each repetition; the table shows medians. Targets: the study
+at least 1.5x faster, Ray start-up under 10 s.
 
     python benchmarks/study_throughput.py --output=benchmarks/results/study_throughput.json
 """
@@ -44,10 +46,14 @@ def base_config(data_dir, train_steps, rounds):
 
 
 def sequential(args):
-    """The --phase=sequential child: the four experiments one after another in this process."""
+    """The --phase=sequential child: its --seeds' experiments one after another in this process."""
+    if args.threads:
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from tf_lottery import experiment
     config = base_config(args.data_dir, args.train_steps, args.rounds)
-    for seed in SEEDS:
+    for seed in map(int, args.seeds.split(",")):
         prepared = experiment.prepare(config.replace(seed=seed, root_dir=str(args.work_dir)))
         experiment.run_imp(prepared)
 
@@ -71,18 +77,25 @@ def run_study(args, config, study_dir, experiments_per_worker):
     return time.perf_counter() - started, ray_startup, outcome
 
 
-def run_sequential(args, work_dir):
+def run_sequential(args, work_dir, groups=(SEEDS,), threads=0):
+    """Seconds for one process per group of seeds, all started at once, each running its
+    experiments one after another (`threads`: TensorFlow threads each; 0: TensorFlow's default)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--phase=sequential", f"--data_dir={args.data_dir}",
-                    f"--train_steps={args.train_steps}", f"--rounds={args.rounds}",
-                    f"--work_dir={work_dir}"], check=True, cwd=REPO)
+    children = [subprocess.Popen([sys.executable, __file__, "--phase=sequential", f"--data_dir={args.data_dir}",
+                                  f"--train_steps={args.train_steps}", f"--rounds={args.rounds}",
+                                  f"--work_dir={work_dir}", f"--seeds={','.join(map(str, seeds))}",
+                                  f"--threads={threads}"], cwd=REPO) for seeds in groups]
+    if any(child.wait() for child in children):
+        raise RuntimeError("a sequential child failed")
     return time.perf_counter() - started
 
 
-VARIANTS = ("sequential", "study", "study_fresh")
+VARIANTS = ("sequential", "study", "study_fresh", "ceiling")
 LABELS = {"sequential": "one after another, one process",
           "study": "study, {workers} workers (a worker runs points in turn)",
-          "study_fresh": "study, {workers} workers, a fresh process per point (--experiments_per_worker=1)"}
+          "study_fresh": "study, {workers} workers, a fresh process per point (--experiments_per_worker=1)",
+          "ceiling": "no Ray: {workers} plain processes side by side, one thread each, points split "
+                     "between them (the most any runner can get here)"}
 
 
 def main():
@@ -96,6 +109,8 @@ def main():
     parser.add_argument("--output", default=str(pathlib.Path(tempfile.gettempdir()) / "study_throughput.json"))
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--phase", choices=("all", "sequential"), default="all")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="(--phase=sequential)")
+    parser.add_argument("--threads", type=int, default=0, help="(--phase=sequential) 0: TF's default")
     args = parser.parse_args()
     if args.phase == "sequential":
         sequential(args)
@@ -106,11 +121,16 @@ def main():
     seconds = {v: [] for v in VARIANTS}
     startups, same = [], []
     for rep in range(args.repetitions):
-        for variant in VARIANTS[rep % 3:] + VARIANTS[:rep % 3]:
+        shift = rep % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
             folder_ = work / f"{variant}_{rep}"
             if variant == "sequential":
                 seconds[variant].append(run_sequential(args, folder_))
                 reference = folder_
+                continue
+            if variant == "ceiling":
+                groups = [SEEDS[i::args.workers] for i in range(args.workers)]
+                seconds[variant].append(run_sequential(args, folder_, groups, threads=1))
                 continue
             wall, startup, outcome = run_study(args, config, folder_, 1 if variant == "study_fresh" else 0)
             seconds[variant].append(wall)
@@ -129,6 +149,7 @@ def main():
         "ray_startup_seconds": round(ray_startup, 1),
         "speedup": round(speedup, 2),
         "speedup_fresh_processes": round(median["sequential"] / median["study_fresh"], 2),
+        "speedup_ceiling_without_ray": round(median["sequential"] / median["ceiling"], 2),
         "target_speedup": 1.5, "target_ray_startup_seconds": 10,
         "speedup_met": speedup >= 1.5, "ray_startup_met": ray_startup < 10,
         "same_early_stop_accuracies": all(s == same[0] for s in same),
