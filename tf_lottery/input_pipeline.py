@@ -37,7 +37,7 @@ def shared_tensors(splits):
     """{'train' | 'val' | 'test': (images, labels)} of `splits` as tensors, made once per object."""
     key = id(splits)
     if key not in _SHARED:
-        _SHARED[key] = {name: (tf.constant(getattr(splits, f"{name}_x")), tf.constant(getattr(splits, f"{name}_y")))
+        _SHARED[key] = {name: tuple(tf.constant(getattr(splits, f"{name}_{part}")) for part in "xy")
                         for name in ("train", "val", "test")}
         weakref.finalize(splits, _SHARED.pop, key, None)
     return _SHARED[key]

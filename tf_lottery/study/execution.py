@@ -273,7 +273,7 @@ def _worker_failure(error):
 
 
 class _Pool:
-    """The study's worker processes: started on demand, reused while `keeps` says so."""
+    """The study's worker processes: started on demand, reused until `give_back` retires them."""
 
     def __init__(self, cpus, gpus, experiments_per_worker):
         self.options = {"num_cpus": cpus, "num_gpus": gpus}
@@ -289,7 +289,8 @@ class _Pool:
         return worker
 
     def give_back(self, worker, rss):
-        """Keeps `worker` for the next point unless it ran its share or its memory grew; None: it died."""
+        """Keeps `worker` for the next point unless it ran its share, its memory grew, or (`rss` None)
+        it died or its point raised."""
         self.busy.discard(worker)
         worker.points += 1
         worker.first_rss = worker.first_rss or rss
