@@ -76,8 +76,14 @@ def test_the_fused_chunk_trains_bit_for_bit_like_the_step_loop(splits):
     assert fused_curve == loop_curve
 
 
-def test_the_fused_chunk_is_off_without_xla_or_with_a_stream(splits):
+def test_the_fused_chunk_is_off_without_xla_or_under_a_strategy(splits):
     assert not tfl.Trainer(_pruned_model()[0], splits, tiny_training(jit_compile=False)).fused
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])  # one replica, still a strategy
+    with strategy.scope():
+        model, _ = _pruned_model()
+    trainer = tfl.Trainer(model, splits, tiny_training(jit_compile=True, train_steps=20), strategy)
+    assert not trainer.fused
+    assert [r["iteration"] for r in trainer.train().curve] == [0, 10, 20]
 
 
 def test_trainers_on_the_same_splits_share_one_copy_of_the_data(splits):

@@ -186,9 +186,11 @@ class Trainer:
         self._train_source, self._val, self._test = input_pipeline.sources(splits, config)
         # In-memory validation and test are evaluated together in one compiled call.
         self._eval_arrays = tf.function(self._eval_arrays_py)
-        # With XLA, one replica and the data in memory, a whole chunk of steps (batch indices,
-        # gather, forward, backward, update) is one XLA computation: no per-step launch or tf.data.
-        self.fused = self._jit and replicas == 1 and self._train_source.in_memory
+        # With XLA, no distribution strategy and the data in memory, a whole chunk of steps (batch
+        # indices, gather, forward, backward, update) is one XLA computation: no per-step launch or
+        # tf.data. A strategy's step must run through strategy.run, even with one replica.
+        default_strategy = self.strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+        self.fused = self._jit and default_strategy and self._train_source.in_memory
         self._fused_chunk = tf.function(self._fused_chunk_py, jit_compile=True)
         masks = {id(w): m for wrapper in model_ops.wrappers(model) for _, w, m in wrapper.masked_weights}
         # Weight decay acts on the effective weights, so pruned positions still get no gradient.
