@@ -11,6 +11,7 @@ import pytest
 import tf_lottery as tfl
 from tf_lottery import atomic, controls, experiment, imp, pruning, results, rounds, training
 from tf_lottery.results import checkpoints
+from tf_lottery.study import folder as study_folder
 
 from conftest import tiny_model, tiny_training
 
@@ -151,3 +152,69 @@ def test_lottery_controls_flag_and_branch_binary(tmp_path):
     assert sorted(summary["controls"]) == ["one_shot", "random_reinit"]
     missing = _binary("branch", f"--experiment_dir={tmp_path / 'nothing'}")
     assert missing.returncode == 2 and "config.json does not exist" in missing.stderr
+
+
+def test_further_draws_and_chosen_rounds_train_only_those_rounds(finished, monkeypatch):
+    starts = {}
+    original = rounds.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
+        return original(trainer, model, directory_, round_index, **kwargs)
+
+    monkeypatch.setattr(rounds, "train_round", capture)
+    directory = finished["dir"]
+    records = controls.run_controls(
+        tfl.wrap(tiny_model()), finished["splits"], names=("random_reinit.2@2", "random_prune.3@1"),
+        rounds=2, training_config=finished["config"], pruning_config=PRUNING, experiment_dir=directory,
+        build_model=lambda seed: tiny_model(seed))
+    assert sorted(starts) == ["random_prune.3 round 1", "random_reinit.2 round 2"]
+    assert [r["round"] for r in records["random_reinit.2"]] == [2]
+    assert results.finished_rounds(directory, "random_reinit.2") == [2]
+    summary = results.read_summary(directory)
+    assert [r["round"] for r in summary["controls"]["random_prune.3"]] == [1]
+    assert sorted(summary["controls"]) == ["one_shot", "random_prune", "random_prune.3",
+                                           "random_reinit", "random_reinit.2"]
+
+    weights, masks = starts["random_reinit.2 round 2"]
+    first_draw = finished["starts"]["random_reinit round 2"][0]
+    main = _main_mask(directory, 2)
+    for k in main:
+        np.testing.assert_array_equal(masks[k], main[k])
+        assert not np.allclose(weights[k], first_draw[k])  # another draw of the initialiser
+    weights, masks = starts["random_prune.3 round 1"]
+    first_mask = finished["starts"]["random_prune round 1"][1]
+    for k in main:
+        assert masks[k].sum() == _main_mask(directory, 1)[k].sum()
+    assert not np.array_equal(masks["fc1/kernel"], first_mask["fc1/kernel"])
+
+    config = tfl.ExperimentConfig.from_flat(rounds=2, controls=["random_reinit.2@2", "one_shot"])
+    assert study_folder.is_point_finished(config, directory)
+    assert not study_folder.is_point_finished(config.replace(controls=("random_reinit.2",)), directory)
+
+
+def test_the_first_draw_keeps_its_seeds():
+    assert controls.draw_seed(10_000, 3, 5) == controls.draw_seed(10_000, 3, 5, draw=1) == 10_305
+    further = {controls.draw_seed(10_000, s, r, d) for s in range(5) for r in range(16) for d in (2, 3)}
+    assert len(further) == 160 and all(0 <= v < 2 ** 31 for v in further)
+
+
+@pytest.mark.parametrize("specs, message", [
+    (("random_reinit", "random_reinit@3"), "controls: random_reinit is listed twice"),
+    (("one_shot.2",), "controls: 'one_shot.2': one_shot draws nothing at random"),
+    (("random_prune@13",), "controls: 'random_prune@13': controls run on rounds 1..12, not 13"),
+    (("random_prune@0",), "not 0"),
+    (("random_reinit@seven",), r"controls: 'random_reinit@seven' is not NAME\[.DRAW\]"),
+    (("lucky.2",), "controls: must be names from random_reinit"),
+])
+def test_bad_control_specs_are_refused_naming_the_flag(specs, message):
+    with pytest.raises(tfl.ConfigError, match=message):
+        tfl.LotteryConfig(rounds=12, controls=specs)
+
+
+def test_control_specs_from_the_binary(tmp_path):
+    bad = _binary("lottery", "--dataset=mnist_small", "--rounds=2", "--controls=random_prune@3",
+                  f"--experiment_dir={tmp_path / 'exp'}")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].endswith("controls run on rounds 1..2, not 3")
+    assert not (tmp_path / "exp").exists()

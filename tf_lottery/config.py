@@ -211,14 +211,21 @@ class LotteryConfig(Settings):
     rewind_step: int = setting(0, "k for --reset=rewind, in iterations (500) or epochs (2ep).", "steps")
     initial_mask: str | None = setting(
         None, "An .npz of 0/1 masks (e.g. a round's mask.npz) that round 0 starts from.", "str")
-    controls: tuple = setting((), "Controls to train on the same masks after the IMP rounds.", "strs",
-                              choices=controls.CONTROLS, result=False)
+    controls: tuple = setting(
+        (), "Controls to train on the same masks after the IMP rounds, each NAME[.DRAW][@ROUND+ROUND...]: "
+        "@ limits a control to some rounds (one_shot@3+7), .DRAW is a further independent draw of a "
+        "random control (random_reinit.2@7).", "strs", choices=controls.CONTROLS,
+        choice_key=controls.spec_name, result=False)
     replicates: int = setting(1, "Independent runs with seeds seed, seed+1, ... (one folder each).",
                               "int", check=(lambda v: v >= 1, "must be >= 1"), result=False)
 
     def check(self):
         if self.reset != "rewind" and self.rewind_step != 0:
             self.fail("rewind_step", "is only used with --reset=rewind")
+        try:
+            controls.parse_specs(self.controls, self.rounds)
+        except ValueError as error:
+            raise ConfigError("controls", str(error)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +273,7 @@ class ExperimentConfig:
             if not isinstance(getattr(self, group), cls):
                 raise TypeError(f"ExperimentConfig.{group} must be a {cls.__name__}")
         lottery, training = self.lottery, self.training
-        if "one_shot" in lottery.controls and self.pruning.structure == "n_of_m":
+        if "one_shot" in map(controls.spec_name, lottery.controls) and self.pruning.structure == "n_of_m":
             raise ConfigError("controls", "one_shot cannot reach an N:M pattern at a given density; "
                                           f"drop it or the n_of_m structure, got {lottery.controls!r}")
         if isinstance(training.train_steps, int) and isinstance(lottery.rewind_step, int) and not (

@@ -9,7 +9,16 @@
 Each control trains IMP rounds 1..R into `controls/NAME/round_XX` with the
 same files as the IMP rounds, and its records go to summary.json under
 `controls.NAME`. A new control is one `@CONTROLS.register(name)` class.
+
+A control is named by a spec `NAME[.DRAW][@ROUND+ROUND...]`: `@` limits it to
+some rounds, `.DRAW` (2, 3, ...) is a further independent draw of a random
+control, trained into `controls/NAME.DRAW` (the paper's three
+reinitialisations per ticket: `random_reinit`, `random_reinit.2@7+12`,
+`random_reinit.3@7+12`).
 """
+
+import dataclasses
+import re
 
 import numpy as np
 from etils import epy
@@ -30,13 +39,72 @@ _REINIT_SEED = 10_000
 _RANDOM_MASK_SEED = 20_000
 
 
-def draw_seed(base, seed, round_index):
-    """The seed of a control's draw for (experiment seed, round), distinct for every pair.
+_SPEC = re.compile(r"([A-Za-z_]\w*)(?:\.(\d+))?(?:@(\d+(?:\+\d+)*))?")
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlSpec:
+    """One entry of --controls: a registered control, which draw of it, and on which rounds."""
+    name: str
+    draw: int = 1
+    rounds: tuple = ()  # empty: every round
+
+    @property
+    def branch(self):
+        """The control's folder and summary.json name: NAME, or NAME.DRAW for a further draw."""
+        return self.name if self.draw == 1 else f"{self.name}.{self.draw}"
+
+    def round_indices(self, rounds):
+        """The IMP rounds (of 0..rounds) this control trains on."""
+        if self.rounds:
+            return [r for r in self.rounds if r <= rounds]
+        return list(range(CONTROLS.get(self.name).first_round, rounds + 1))
+
+
+def spec_name(text):
+    """The registered name a spec refers to (what --controls checks against the registry)."""
+    return str(text).split("@")[0].split(".")[0]
+
+
+def parse_spec(text):
+    """The ControlSpec of `NAME[.DRAW][@ROUND+ROUND...]`; ValueError says what is wrong."""
+    match = _SPEC.fullmatch(str(text).strip())
+    if not match:
+        raise ValueError(f"{text!r} is not NAME[.DRAW][@ROUND+ROUND...]")
+    name, draw, rounds = match.groups()
+    draw = int(draw) if draw else 1
+    if draw < 1:
+        raise ValueError(f"{text!r}: draws count from 1")
+    if draw > 1 and not getattr(CONTROLS.get(name), "random", False):
+        raise ValueError(f"{text!r}: {name} draws nothing at random, so it has no further draws")
+    rounds = tuple(sorted({int(r) for r in rounds.split("+")})) if rounds else ()
+    return ControlSpec(name, draw, rounds)
+
+
+def parse_specs(texts, rounds=None):
+    """ControlSpecs of --controls, refusing a branch named twice and rounds outside 1..rounds."""
+    specs = [parse_spec(text) for text in texts]
+    seen = set()
+    for text, spec in zip(texts, specs):
+        if spec.branch in seen:
+            raise ValueError(f"{spec.branch} is listed twice (a further draw is {spec.name}.2)")
+        seen.add(spec.branch)
+        outside = [r for r in spec.rounds if r < 1 or (rounds is not None and r > rounds)]
+        if outside:
+            raise ValueError(f"{text!r}: controls run on rounds 1..{rounds}, not {outside[0]}")
+    return specs
+
+
+def draw_seed(base, seed, round_index, draw=1):
+    """The seed of a control's draw for (experiment seed, round, draw), distinct for every triple.
 
     Rounds below 100 keep the seeds of results written before: base + 100 *
     seed + round. Later rounds take seeds from 2**30 up (rounds < 4096),
     which base + 100 * seed + round never reaches for seeds below 10 million.
+    Further draws (2, 3, ...) take their seeds from a SeedSequence of all four.
     """
+    if draw > 1:
+        return int(np.random.SeedSequence([base, seed, round_index, draw]).generate_state(1)[0] >> 1)
     if round_index < 100:
         return base + 100 * seed + round_index
     return (1 << 30) + ((base // 10_000) << 26) + (seed << 12) + round_index
@@ -46,6 +114,17 @@ class Control(round_loop.Branch):
     """A control: trains IMP rounds 1..R of the experiment with another mask or other weights."""
 
     first_round = 1
+    random = False  # whether the control draws at random (then it takes further draws: NAME.2)
+    spec = None     # the ControlSpec it runs under (run_controls sets it)
+
+    @property
+    def draw(self):
+        return self.spec.draw if self.spec else 1
+
+    def round_indices(self):
+        if self.spec:
+            return self.spec.round_indices(self.context.rounds)
+        return super().round_indices()
 
     def imp_mask(self, round_index):
         """The mask of IMP round `round_index`, which must be finished."""
@@ -67,6 +146,8 @@ class Control(round_loop.Branch):
 class RandomReinit(Control):
     """IMP's mask of round r on a fresh draw of the initialiser."""
 
+    random = True
+
     def __init__(self, context, name):
         super().__init__(context, name)
         if context.build_model is None:
@@ -74,7 +155,7 @@ class RandomReinit(Control):
 
     def _draw(self, round_index):
         return self.context.build_model(
-            draw_seed(_REINIT_SEED, self.context.pruning_config.seed, round_index))
+            draw_seed(_REINIT_SEED, self.context.pruning_config.seed, round_index, self.draw))
 
     def start(self, round_index, records):
         # The draw is copied into the experiment's model (weights and snapshots), so the compiled
@@ -88,9 +169,11 @@ class RandomReinit(Control):
 class RandomPrune(Control):
     """A random mask with the per-tensor unit counts of IMP's round r, from the reset point."""
 
+    random = True
+
     def start(self, round_index, records):
         config = self.context.pruning_config
-        seed = draw_seed(_RANDOM_MASK_SEED, config.seed, round_index)
+        seed = draw_seed(_RANDOM_MASK_SEED, config.seed, round_index, self.draw)
         masks = pruning.random_like(self.imp_mask(round_index), seed=seed,
                                     structure=self.context.structures(), **config.structure_options())
         self.from_trained_dense(lambda model: {k: v.numpy() for k, v in masks.items()}, round_index)
@@ -118,21 +201,26 @@ class OneShot(Control):
 
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,
                  build_model=None, on_nan="stop", strategy=None, context=None):
-    """Trains each control in `names` for IMP rounds 1..rounds; returns {name: records}.
+    """Trains each control spec in `names` on its IMP rounds; returns {branch name: records}.
 
     `model` is the wrapped model of the experiment (its variables are
     overwritten); `build_model(seed)` returns a fresh unwrapped model of the
     same architecture for random_reinit, which wraps it like `model`.
     `context` (from rounds.make_context) reuses the experiment's Trainer.
     """
-    unknown = [name for name in names if name not in CONTROLS]
+    unknown = [name for name in names if spec_name(name) not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown controls {', '.join(unknown)}; choose from "
                          f"{', '.join(CONTROLS.names())}")
+    specs = parse_specs(names, rounds)
     if context is None:
         context = round_loop.make_context(
             model, splits, rounds=rounds, training_config=training_config,
             pruning_config=pruning_config, experiment_dir=experiment_dir, on_nan=on_nan,
             strategy=strategy, build_model=build_model)
-    branches = [CONTROLS.get(name)(context, name) for name in names]
+    branches = []
+    for spec in specs:
+        branch = CONTROLS.get(spec.name)(context, spec.branch)
+        branch.spec = spec
+        branches.append(branch)
     return {branch.name: round_loop.run_branch(branch) for branch in branches}

@@ -27,6 +27,15 @@ from tf_lottery.settings import ConfigError
 CONTROL_LABELS = {"random_reinit": "random reinit (same mask)",
                   "random_prune": "random pruning",
                   "one_shot": "one-shot pruning"}
+
+
+def control_label(branch):
+    """The legend label of a control's branch name (NAME or NAME.DRAW)."""
+    name, _, draw = branch.partition(".")
+    label = CONTROL_LABELS.get(name, name)
+    return f"{label}, draw {draw}" if draw else label
+
+
 _STYLES = [("C1", "s", "--"), ("C2", "^", "-."), ("C3", "v", ":"), ("C4", "D", "--")]
 _MNIST_PIXELS = 784
 
@@ -181,7 +190,7 @@ def _versus_remaining(runs, out_dir, field, name, ylabel, what):
     for (color, marker, linestyle), control in zip(_STYLES, control_names(runs)):
         rows = aggregate(runs, field, control)
         if rows:
-            draw_series(ax, rows, CONTROL_LABELS.get(control, control), color, marker, linestyle)
+            draw_series(ax, rows, control_label(control), color, marker, linestyle)
             percents += [row[1] for row in rows]
     if field == "early_stop_test_accuracy" and ticket[0][0] == 0:
         ax.axhline(ticket[0][2], color="0.5", linewidth=0.8, linestyle=":",
@@ -230,7 +239,7 @@ def plot_accuracy_curves(runs, out_dir, rounds):
     shown = []
     for ax, r in zip(axes, rounds):
         lines = [(_ticket_label(runs[0].config), None, ("C0", "o", "-"))]
-        lines += [(CONTROL_LABELS.get(c, c), c, style) for style, c in zip(_STYLES, controls)]
+        lines += [(control_label(c), c, style) for style, c in zip(_STYLES, controls)]
         for label, control, (color, _, linestyle) in lines:
             curve = _mean_curve(runs, r, control)
             if curve is None:

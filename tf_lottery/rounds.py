@@ -93,6 +93,10 @@ class Branch:
         self.name = name
         self.trained = []  # the rounds run_branch trained (not skipped as finished)
 
+    def round_indices(self):
+        """The rounds the branch trains, in order."""
+        return range(self.first_round, self.context.rounds + 1)
+
     def model_for(self, round_index):
         """(model, trainer) that train round `round_index`."""
         return self.context.model, self.context.trainer
@@ -142,14 +146,14 @@ def train_round(trainer, model, directory, round_index, *, name, hooks=None, on_
 
 
 def run_branch(branch, on_round_start=None):
-    """Runs (or resumes) rounds first_round..rounds of `branch`; returns their records.
+    """Runs (or resumes) the rounds of `branch` (first_round..rounds by default); returns their records.
 
     `on_round_start(r, model)`, if given, is called when round r begins afresh,
     after its masks and weights are set.
     """
     context = branch.context
     records = []
-    for r in range(branch.first_round, context.rounds + 1):
+    for r in branch.round_indices():
         directory = results.round_dir(context.experiment_dir, r, branch.name)
         if results.is_finished(directory):
             records.append(results.read_record(directory))

@@ -79,7 +79,8 @@ KINDS = {
 }
 
 
-def setting(default, help, kind, *, flag=True, choices=None, check=None, result=True, later=False):
+def setting(default, help, kind, *, flag=True, choices=None, choice_key=None, check=None, result=True,
+            later=False):
     """A dataclass field declared with everything the package needs to know about it.
 
     Args:
@@ -90,14 +91,16 @@ def setting(default, help, kind, *, flag=True, choices=None, check=None, result=
             name; False for a field that is not a flag (set by code).
         choices: a tuple of names, or the Registry of the setting's axis
             (read when checked, so later registrations count).
+        choice_key: item -> the name checked against choices, for values that
+            say more than a name (a control spec such as random_reinit.2@7).
         check: (predicate, message): the value must satisfy predicate(value).
         result: whether the value changes results (enters the folder hash and
             the resume check).
         later: added after the first experiments: enters the hash only when
             set away from its default, so existing folders keep their names.
     """
-    metadata = {"help": help, "kind": kind, "flag": flag, "choices": choices, "check": check,
-                "result": result, "later": later}
+    metadata = {"help": help, "kind": kind, "flag": flag, "choices": choices,
+                "choice_key": choice_key, "check": check, "result": result, "later": later}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -152,7 +155,8 @@ class Settings:
         sequence = KINDS[field.metadata["kind"]].sequence
         values = value if sequence else (value,)
         if choices and not (value is None and field.default is None) and not callable(value):
-            if not all(isinstance(v, str) and v in choices for v in values):
+            key = field.metadata.get("choice_key") or (lambda v: v)
+            if not all(isinstance(v, str) and key(v) in choices for v in values):
                 self.fail(field.name, f"must be {'names from' if sequence else 'one of'} "
                                       f"{', '.join(choices)}")
         check = field.metadata.get("check")

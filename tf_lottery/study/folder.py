@@ -53,9 +53,8 @@ def is_point_finished(config, directory):
     rounds = config.lottery.rounds
     if not set(range(rounds + 1)) <= set(results.finished_rounds(directory)):
         return False
-    return all(set(range(controls.CONTROLS.get(name).first_round, rounds + 1))
-               <= set(results.finished_rounds(directory, name))
-               for name in config.lottery.controls)
+    return all(set(spec.round_indices(rounds)) <= set(results.finished_rounds(directory, spec.branch))
+               for spec in controls.parse_specs(config.lottery.controls))
 
 
 def current_round(directory):
