@@ -51,6 +51,11 @@ class DataConfig(Settings):
     image_size: int = setting(224, "Side of the square images: imagenet2012's crops, and the size "
                               "image_folder resizes to when its images differ in size.", "int",
                               later=True)
+    input_scaling: str = setting(
+        "standardize", "How uint8 images become inputs: standardize ((x/255 - mean)/std with the "
+        "training split's pixel moments, as OpenLTH), unit_norm (each image scaled to unit L2 norm, as "
+        "the LTH authors' keras.utils.normalize) or unit_range (x/255).", "str",
+        choices=tuple(data.INPUT_SCALINGS), later=True)
 
     def check(self):
         if self.image_size != 224 and not (data.takes_image_size(self.dataset) and self.image_size >= 32):

@@ -27,7 +27,9 @@ def sources(splits, config):
                 splits.eval_batches("validation", config.eval_batch_size),
                 splits.eval_batches("test", config.eval_batch_size))
     tensors = shared_tensors(splits)
-    options = {"mean": splits.mean, "std": splits.std, "scaled": splits.scaled}
+    normalization = splits.normalization
+    options = {"mean": normalization["mean"], "std": normalization["std"], "scaled": splits.scaled,
+               "unit_norm": getattr(splits, "scaling", None) == "unit_norm"}
     train = ArraySource(*tensors["train"], augment=config.augment, seed=config.data_seed, **options)
     val = ArraySource(*tensors["val"], **options)
     return train, val if val.size else None, ArraySource(*tensors["test"], **options)
@@ -85,9 +87,11 @@ class ArraySource:
     seekable = True
     in_memory = True
 
-    def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0, scaled=False):
+    def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0, scaled=False,
+                 unit_norm=False):
         self.size = int(images.shape[0])
         self.scaled = scaled
+        self.unit_norm = unit_norm
         self.images = tf.convert_to_tensor(images)
         self.labels = tf.convert_to_tensor(labels)
         self.mean = float(mean)
@@ -98,9 +102,12 @@ class ArraySource:
         self._eval_constants = tuple(tf.constant(v, tf.float32) for v in (255.0, self.mean, self.std))
 
     def normalize(self, images):
-        """uint8 images to float32, scaled to [0, 1] then standardised; scaled inputs only cast."""
+        """uint8 images to float32, scaled to [0, 1] then standardised (or each to unit L2 norm);
+        scaled inputs only cast."""
         if self.scaled:
             return tf.cast(images, tf.float32)
+        if self.unit_norm:
+            return unit_norm(tf.cast(images, tf.float32))
         return (tf.cast(images, tf.float32) / 255.0 - self.mean) / self.std
 
     def prepare(self, indices, step=None):
@@ -177,7 +184,16 @@ class ArraySource:
                                   [size] + self.images.shape[1:].as_list()), tf.float32)
         labels = tf.slice(self.labels, tf.stack([start] + [0] * (self.labels.shape.rank - 1)),
                           [size] + self.labels.shape[1:].as_list())
+        if self.unit_norm:
+            return unit_norm(images), labels
         return (images if self.scaled else (images / divisor - mean) / std), labels
+
+
+def unit_norm(images):
+    """Each image divided by its L2 norm over all its pixels (an all-zero image stays zero)."""
+    norms = tf.sqrt(tf.reduce_sum(tf.square(images), axis=list(range(1, images.shape.rank)),
+                                  keepdims=True))
+    return images / tf.where(norms > 0, norms, tf.ones_like(norms))
 
 
 def pad_crop_flip(images, seed, pad=4):

@@ -12,6 +12,13 @@ from tf_lottery.registry import Registry
 # `load(data_dir, validation_size, seed, image_size)` returning a split kind.
 REGISTRY = Registry("dataset")
 
+# --input_scaling: how a uint8 image becomes the model's input (the formula recorded with exports).
+INPUT_SCALINGS = {
+    "standardize": "(uint8 / 255 - mean) / std",
+    "unit_norm": "float32(uint8) / its L2 norm over the whole image (unchanged if all zero)",
+    "unit_range": "uint8 / 255",
+}
+
 
 class DataError(ValueError):
     """A data file or dataset that cannot be used; the message names the file or dataset."""
@@ -22,7 +29,8 @@ class Splits:
     """In-memory train/validation/test arrays of one dataset.
 
     Raw images (`scaled=False`, the registered datasets) are uint8 NHWC and
-    become (x / 255 - mean) / std in the training step; inputs already
+    become inputs in the training step as `scaling` says (a key of
+    INPUT_SCALINGS; by default (x / 255 - mean) / std); inputs already
     scaled by the user (`scaled=True`, any float dtype) are only cast to
     float32.
     """
@@ -42,8 +50,15 @@ class Splits:
     std: float
     scaled: bool = False
     class_names: tuple = ()  # label i names class_names[i], where the dataset has class names
+    scaling: str = "standardize"
 
     def __post_init__(self):
+        if self.scaling not in INPUT_SCALINGS:
+            raise DataError(f"Splits '{self.name}': unknown scaling {self.scaling!r}; choose one of "
+                            f"{', '.join(INPUT_SCALINGS)}")
+        if self.scaled and self.scaling != "standardize":
+            raise DataError(f"Splits '{self.name}': scaling={self.scaling!r} needs uint8 images, but "
+                            "these inputs are already scaled")
         if not self.scaled:
             for field in ("train_x", "val_x", "test_x"):
                 dtype = np.asarray(getattr(self, field)).dtype
@@ -66,15 +81,22 @@ class Splits:
         """How a stored image becomes the model's input."""
         if self.scaled:
             return {"formula": "as given, as float32", "mean": 0.0, "std": 1.0}
-        return {"formula": "(uint8 / 255 - mean) / std", "mean": self.mean, "std": self.std}
+        if self.scaling == "standardize":
+            return {"formula": INPUT_SCALINGS["standardize"], "mean": self.mean, "std": self.std}
+        return {"formula": INPUT_SCALINGS[self.scaling], "mean": 0.0, "std": 1.0}
 
     def test_arrays(self, limit=None):
         """(float32 inputs prepared as in training, labels) of the first `limit` test examples."""
         x = self.test_x[:limit].astype(np.float32)
+        labels = np.asarray(self.test_y[:limit])
         if self.scaled:
-            return x, np.asarray(self.test_y[:limit])
+            return x, labels
+        if self.scaling == "unit_norm":
+            norms = np.sqrt(np.square(x).reshape(len(x), -1).sum(axis=1, dtype=np.float32))
+            return x / np.where(norms > 0, norms, 1).reshape((-1,) + (1,) * (x.ndim - 1)), labels
+        normalization = self.normalization
         x = x / np.float32(255.0)
-        return (x - np.float32(self.mean)) / np.float32(self.std), np.asarray(self.test_y[:limit])
+        return (x - np.float32(normalization["mean"])) / np.float32(normalization["std"]), labels
 
 
 _STATS_CHUNK = 1 << 24
@@ -83,6 +105,20 @@ _STATS_CHUNK = 1 << 24
 def takes_image_size(name) -> bool:
     """Whether registered dataset `name` uses --image_size (its entry says `takes_image_size`)."""
     return name in REGISTRY and bool(getattr(REGISTRY.get(name), "takes_image_size", False))
+
+
+def with_scaling(splits, scaling):
+    """`splits` with its uint8 images scaled as `scaling` (--input_scaling) says.
+
+    Only in-memory splits of uint8 images take a scaling other than
+    'standardize'; DataError naming input_scaling otherwise.
+    """
+    if scaling == getattr(splits, "scaling", "standardize"):
+        return splits
+    if not isinstance(splits, Splits) or splits.scaled:
+        raise DataError(f"input_scaling={scaling!r} applies to datasets held in memory as uint8 images; "
+                        f"'{splits.name}' is streamed or already scaled (it is standardised)")
+    return dataclasses.replace(splits, scaling=scaling)
 
 
 def pixel_stats(images):
