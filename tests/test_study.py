@@ -175,3 +175,37 @@ def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
         assert part in text, part
     assert all(p.png.is_file() and p.svg.is_file() for p in figures)
     assert json.loads(folder.study_path(tmp_path / "s").read_text())["counts"]["finished"] == 6
+
+
+def test_t_interval_of_a_mean():
+    low, high = statistics.t_interval([1.0, 2.0, 3.0])
+    assert (low, high) == pytest.approx((2 - 4.303 / np.sqrt(3), 2 + 4.303 / np.sqrt(3)))
+    assert statistics.t_interval([1.0]) == (None, None)
+
+
+def test_a_controls_further_draws_are_pooled_with_its_first(tmp_path):
+    plan = grid.plan(BASE.replace(controls=["random_reinit", "random_reinit.2@1"]), ["seed=0,1,2"],
+                     tmp_path / "s")
+    study = folder.Study(plan)
+    study.write_spec()
+    for point in plan.points:
+        _fake_point(point.directory, point.config, point.values["seed"], 0.0)
+        extra = {"round": 1, "remaining_fraction": 0.8, "early_stop_iteration": 50,
+                 "early_stop_test_accuracy": 0.80, "final_test_accuracy": 0.79, "wall_seconds": 1.0}
+        results.update_summary(point.directory, [extra], control="random_reinit.2")
+        study.update(point.index, state="finished")
+    data = statistics.load(tmp_path / "s")
+    assert data.controls() == ["random_reinit"]
+    group, = data.groups
+    row, = statistics.round_stats(group, "early_stop_test_accuracy", "random_reinit")
+    first = [group.runs[k].records("random_reinit")[1]["early_stop_test_accuracy"] for k in group.runs]
+    assert row.n == 6 and row.mean == pytest.approx((sum(first) + 3 * 0.80) / 6)
+    assert row.ci_low < row.mean < row.ci_high
+    (_, _, n, mean, low, high), = statistics.difference_rows((group, None), (group, "random_reinit"),
+                                                             "early_stop_test_accuracy")
+    imp = [group.runs[k].records()[1]["early_stop_test_accuracy"] for k in group.runs]
+    assert n == 3 and mean == pytest.approx(np.mean(imp) - row.mean)
+    path, figures = report.make_report(tmp_path / "s")
+    text = path.read_text()
+    assert "### all points: control random_reinit" in text and "| 6 |" in text
+    assert {p.name for p in figures} >= {"study_accuracy_controls", "study_early_stop_controls"}

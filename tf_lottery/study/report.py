@@ -1,12 +1,14 @@
 """report.md and figures of a study folder (the `analyze study` command).
 
 The report groups the finished points by the grid's axes (seeds are
-replicates): per group and round the mean, standard deviation, min-max and n
-of the test accuracy at early stop, the early-stop iteration and the final
-test accuracy; figures of accuracy and early-stop iteration against weights
-remaining, one line per group with a min-max band across seeds; IMP against
-each control and each group against the first position of its axis, with 95%
-bootstrap intervals over seeds. Figures go to STUDY/plots/, the report to
+replicates): per group and round, for IMP and each control (its draws
+pooled), the mean with its 95% t interval, the min-max and n of the test
+accuracy at early stop, the early-stop iteration and the final test
+accuracy; figures of accuracy and early-stop iteration against weights
+remaining, one line per group, and per group the ticket beside its controls,
+with 95% interval bands; IMP against each control and each group against
+the first position of its axis, with 95% bootstrap intervals of the
+difference. Figures go to STUDY/plots/, the report to
 STUDY/report.md (paths from tf_lottery.results); the axes, labels and file
 writing are tf_lottery.plots' helpers.
 """
@@ -30,59 +32,82 @@ def _link(path, base):
     return pathlib.Path(os.path.relpath(path, base)).as_posix()
 
 
-def _versus_remaining(data, field, name, ylabel, what):
-    """One line per group (mean across seeds, min-max band) of `field` against % remaining."""
+def _bands(rows):
+    """plots.draw_series rows (round, % remaining, mean, band low, band high): the 95% interval,
+    or the mean itself where there is no interval (one value)."""
+    return [(row.round, row.remaining, row.mean, row.mean if row.ci_low is None else row.ci_low,
+             row.mean if row.ci_high is None else row.ci_high) for row in rows]
+
+
+def _figure(data, lines, field, name, ylabel, what, caption):
+    """A figure of `field` against % remaining: lines = [(label, group, control)], 95% bands."""
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     percents = []
-    for i, group in enumerate(data.groups):
-        rows = statistics.round_stats(group, field)
+    for i, (label, group, control) in enumerate(lines):
+        rows = statistics.round_stats(group, field, control)
         if not rows:
             continue
-        plots.draw_series(ax, [(r, x, mean, low, high) for r, x, mean, _, low, high, _ in rows],
-                      f"{group.label} (n={rows[0][-1]})", f"C{i % 10}", _MARKERS[i % len(_MARKERS)],
-                      _LINESTYLES[i % len(_LINESTYLES)])
-        percents += [row[1] for row in rows]
+        plots.draw_series(ax, _bands(rows), f"{label} (n={rows[-1].n})", f"C{i % 10}",
+                          _MARKERS[i % len(_MARKERS)], _LINESTYLES[i % len(_LINESTYLES)])
+        percents += [row.remaining for row in rows]
     plots.remaining_axis(ax, percents)
     ax.set_ylabel(ylabel)
     config = data.base
     ax.set_title(f"{plots.model_name(config)} on {config.get('dataset')}: {what}\n"
-                 "lines: mean across seeds, bands: min-max", fontsize=11)
+                 "lines: means, bands: 95% intervals", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return plots.save_figure(fig, results.plots_dir(data.study_dir), name,
-                       f"{what[0].upper()}{what[1:]}, one line per group (mean across seeds, band "
-                       "min-max).")
+    return plots.save_figure(fig, results.plots_dir(data.study_dir), name, caption)
+
+
+_FIGURE_FIELDS = (("early_stop_test_accuracy", "accuracy", "test accuracy at early stop"),
+                  ("early_stop_iteration", "early_stop", "early-stop iteration"))
 
 
 def write_figures(data):
     """The study's figures (PNG and SVG) in STUDY/plots/; returns the plots.Plot list."""
-    return [_versus_remaining(data, "early_stop_test_accuracy", "study_accuracy_vs_remaining",
-                              "test accuracy at early stop", "test accuracy at early stop vs weights "
-                              "remaining"),
-            _versus_remaining(data, "early_stop_iteration", "study_early_stop_vs_remaining",
-                              "early-stop iteration", "early-stop iteration vs weights remaining")]
+    figures = []
+    for field, short, ylabel in _FIGURE_FIELDS:
+        what = f"{ylabel} vs weights remaining"
+        figures.append(_figure(
+            data, [(group.label, group, None) for group in data.groups], field,
+            f"study_{short}_vs_remaining", ylabel, what,
+            f"{what[0].upper()}{what[1:]}, one line per group (IMP; mean across seeds, band 95% interval)."))
+    controls = data.controls()
+    for index, group in enumerate(data.groups if controls else ()):
+        lines = [("IMP", group, None)] + [(plots.control_label(c), group, c) for c in controls]
+        suffix = "" if len(data.groups) == 1 else f"_group{index}"
+        for field, short, ylabel in _FIGURE_FIELDS:
+            what = f"{ylabel}, ticket and controls"
+            figures.append(_figure(
+                data, lines, field, f"study_{short}_controls{suffix}", ylabel, what,
+                f"{ylabel[0].upper()}{ylabel[1:]} of IMP and its controls ({group.label}; mean over seeds "
+                "and draws, band 95% interval)."))
+    return figures
 
 
 def _number(value, field):
     return f"{value:.0f}" if field == "early_stop_iteration" else f"{value:.4f}"
 
 
-def group_table(group):
-    """Per round: % remaining, then mean ± std (min-max) of each field, and n."""
-    columns = {field: {row[0]: row for row in statistics.round_stats(group, field)}
+def _mean_cell(row, field):
+    interval = ("" if row.ci_low is None else
+                f" [{_number(row.ci_low, field)}, {_number(row.ci_high, field)}]")
+    return f"{_number(row.mean, field)}{interval} ({_number(row.low, field)}-{_number(row.high, field)})"
+
+
+def group_table(group, control=None):
+    """Per round: % remaining, then mean [95% interval] (min-max) of each field, and n."""
+    columns = {field: {row.round: row for row in statistics.round_stats(group, field, control)}
                for field in statistics.FIELDS}
-    lines = ["| round | remaining % | " + " | ".join(f"{label}: mean ± std (min-max)"
+    lines = ["| round | remaining % | " + " | ".join(f"{label}: mean [95% CI] (min-max)"
                                                       for label in statistics.FIELDS.values())
              + " | n |", "|" + "---:|" * (len(statistics.FIELDS) + 3)]
     first = columns["early_stop_test_accuracy"]
     for r in sorted(first):
-        cells = []
-        for field, rows in columns.items():
-            _, _, mean, std, low, high, _ = rows[r]
-            cells.append(f"{_number(mean, field)} ± {_number(std, field)} "
-                         f"({_number(low, field)}-{_number(high, field)})")
-        lines.append(f"| {r} | {first[r][1]:.2f} | " + " | ".join(cells) + f" | {first[r][-1]} |")
+        cells = [_mean_cell(rows[r], field) for field, rows in columns.items()]
+        lines.append(f"| {r} | {first[r].remaining:.2f} | " + " | ".join(cells) + f" | {first[r].n} |")
     return "\n".join(lines)
 
 
@@ -126,17 +151,19 @@ def write_report(data, figures):
              f"Grid: {axes}. Replicate axes (statistics across them): "
              f"{', '.join(replicates) or 'none'}. {len(data.groups)} groups of finished points.", "",
              "## Points", "", _points_table(data), ""]
+    controls = data.controls()
     for group in data.groups:
         lines += [f"## Group: {group.label}", "", group_table(group), ""]
+        for control in controls:
+            lines += [f"### {group.label}: control {control}", "", group_table(group, control), ""]
     lines += ["## Figures", ""]
     for plot in figures:
         lines += [f"![{plot.caption}]({_link(plot.png, base)})", "",
                   f"{plot.caption} ([SVG]({_link(plot.svg, base)}))", ""]
-    controls = data.controls()
     if controls:
         lines += ["## Ticket versus control", "",
-                  "IMP minus the control on the same masks, per group; mean over seeds with a 95% "
-                  "bootstrap interval.", ""]
+                  "IMP minus the control on the same masks, per group; mean over seeds (and the "
+                  "control's draws) with a 95% bootstrap interval.", ""]
         for group in data.groups:
             for control in controls:
                 lines += [f"### {group.label}: IMP - {control}", "",

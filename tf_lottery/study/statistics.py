@@ -3,14 +3,20 @@ seeds, and bootstrap confidence intervals of differences (ticket vs control, gro
 
 Axes over `seed` or `data_seed` are replicates: the points that differ only
 there form one group, and statistics are taken across them. Every other axis
-splits groups. Differences are paired by seed when both sides have the same
-seeds (else the two sides are resampled independently); the 95% interval is
-the percentile bootstrap of the mean difference, with a seeded generator, so
-a report is reproducible. Nothing here imports TensorFlow, Ray or matplotlib.
+splits groups. A control's further draws (NAME.2, NAME.3, ...) are pooled
+with its first draw: at a round where they ran, the control's values are
+every draw of every seed. The 95% interval of a mean is Student's t interval;
+differences are paired by seed when both sides have one value per seed and
+the same seeds (else the two sides are resampled independently), and their
+95% interval is the percentile bootstrap of the mean difference, with a
+seeded generator, so a report is reproducible. Nothing here imports
+TensorFlow, Ray or matplotlib.
 """
 
+import collections
 import dataclasses
 import itertools
+import math
 import pathlib
 
 import numpy as np
@@ -26,6 +32,29 @@ FIELDS = {"early_stop_test_accuracy": "test acc @es", "early_stop_iteration": "e
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 LEVEL = 0.95
+# Student's t quantile 0.975 by degrees of freedom (1..30); above 30 the normal quantile plus 2.4/df.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+
+RoundStat = collections.namedtuple(
+    "RoundStat", "round remaining mean std low high ci_low ci_high n")
+
+
+def t_interval(values):
+    """(low, high): the 95% Student t interval of the mean of `values`; (None, None) below two values."""
+    values = np.asarray(values, float)
+    n = len(values)
+    if n < 2:
+        return None, None
+    quantile = _T975[n - 2] if n - 1 <= len(_T975) else 1.96 + 2.4 / (n - 1)
+    half = quantile * float(values.std(ddof=1)) / math.sqrt(n)
+    return float(values.mean()) - half, float(values.mean()) + half
+
+
+def family(control):
+    """The control a branch name belongs to: random_reinit for random_reinit and random_reinit.2."""
+    return None if control is None else control.split(".")[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +66,15 @@ class Group:
 
     def records(self, key, control=None):
         return self.runs[key].records(control)
+
+    def values(self, key, r, field, control=None):
+        """The values of `field` at round r of one replicate: IMP's, or every draw of a control's."""
+        run = self.runs[key]
+        if control is None:
+            records = run.records()
+            return [float(records[r][field])] if r in records else []
+        branches = [name for name in run.summary["controls"] if family(name) == control]
+        return [float(run.records(name)[r][field]) for name in branches if r in run.records(name)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +92,9 @@ class StudyData:
         return self.spec["base"]
 
     def controls(self):
-        """Controls with records in every finished point, in the first one's order."""
+        """Controls (first draws) with records in every finished point, in the first one's order."""
         runs = [run for group in self.groups for run in group.runs.values()]
-        return plots.control_names(runs) if runs else []
+        return [name for name in (plots.control_names(runs) if runs else []) if family(name) == name]
 
 
 def is_replicate_axis(axis):
@@ -95,16 +133,16 @@ def load(study_dir):
 
 
 def round_stats(group, field, control=None):
-    """[(round, mean % remaining, mean, std, min, max, n)] over the group's replicates, per round
-    finished in all of them (std with n - 1; 0 for one replicate)."""
+    """[RoundStat] over the group's replicates (and a control's draws), per round its first draw
+    finished in all of them (std with n - 1; 0 for one value)."""
     per_run = [run.records(control) for run in group.runs.values()]
     rows = []
     for r in sorted(set.intersection(*(set(records) for records in per_run))):
-        values = np.array([float(records[r][field]) for records in per_run])
+        values = np.array([v for key in group.runs for v in group.values(key, r, field, control)])
         remaining = np.mean([100 * records[r]["remaining_fraction"] for records in per_run])
         std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        rows.append((r, float(remaining), float(values.mean()), std, float(values.min()),
-                     float(values.max()), len(values)))
+        rows.append(RoundStat(r, float(remaining), float(values.mean()), std, float(values.min()),
+                              float(values.max()), *t_interval(values), len(values)))
     return rows
 
 
@@ -134,23 +172,29 @@ def bootstrap(a, b, paired):
     return mean, float(low), float(high)
 
 
+def side_values(side, r, field):
+    """{replicate key: [values]} of one side, (group, control or None), at round r."""
+    group, control = side
+    return {key: group.values(key, r, field, control) for key in sorted(group.runs)}
+
+
 def difference_rows(side_a, side_b, field):
     """Per round finished on both sides: (round, % remaining of a, n, mean a - b, low, high).
 
     A side is (group, control or None); replicates pair by key when both
-    sides have the same keys.
+    sides have one value for each of the same keys (a control's further
+    draws make it unpaired), and n is then the number of pairs, else the
+    smaller side's count.
     """
     (group_a, control_a), (group_b, control_b) = side_a, side_b
-    paired = set(group_a.runs) == set(group_b.runs)
-    keys_a = sorted(group_a.runs)
-    keys_b = keys_a if paired else sorted(group_b.runs)
-    records_a = [group_a.records(k, control_a) for k in keys_a]
-    records_b = [group_b.records(k, control_b) for k in keys_b]
+    records_a = [group_a.records(k, control_a) for k in sorted(group_a.runs)]
+    records_b = [group_b.records(k, control_b) for k in sorted(group_b.runs)]
     rounds = set.intersection(*(set(r) for r in records_a + records_b))
     rows = []
     for r in sorted(rounds):
-        a = [float(recs[r][field]) for recs in records_a]
-        b = [float(recs[r][field]) for recs in records_b]
+        a, b = side_values(side_a, r, field), side_values(side_b, r, field)
+        paired = a.keys() == b.keys() and all(len(v) == 1 for v in (*a.values(), *b.values()))
+        a, b = [v for vs in a.values() for v in vs], [v for vs in b.values() for v in vs]
         remaining = float(np.mean([100 * recs[r]["remaining_fraction"] for recs in records_a]))
         rows.append((r, remaining, min(len(a), len(b)), *bootstrap(a, b, paired)))
     return rows
