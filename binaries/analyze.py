@@ -5,14 +5,15 @@
   python -m binaries.analyze rewind_search --experiment_dir=DIR --round=4 --candidates=0,100,500,1000
   python -m binaries.analyze overlap --mask_a=A/mask.npz --mask_b=B/mask.npz
   python -m binaries.analyze overlap --experiment_dir=DIR --experiment_dir=DIR2 --round=4
-  python -m binaries.analyze study --study_dir=DIR
+  python -m binaries.analyze study --study_dir=DIR [--claims=lth_lenet]
 
 plots writes figures (PNG and SVG) into DIR/plots/, DIR/report.md and the
 TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
 (means and min-max bands). lmc and rewind_search write JSON into DIR/analysis/.
 study writes DIR/report.md and DIR/plots/ of a study folder (binaries.study):
 its points grouped by the grid's axes, statistics across seeds, bootstrap
-intervals of differences.
+intervals of differences, and with --claims a paper's claims beside ours
+with verdicts.
 
 This binary parses and checks its flags (before TensorFlow is imported),
 chooses the masks to compare and formats the results as text; the work is
@@ -54,6 +55,8 @@ flags.DEFINE_float("threshold", 0.02, "rewind_search: instability below which a 
 flags.DEFINE_string("mask_a", None, "overlap: an .npz mask file (e.g. round_04/mask.npz).")
 flags.DEFINE_string("mask_b", None, "overlap: the .npz mask file to compare with --mask_a.")
 flags.DEFINE_string("study_dir", None, "study: a study folder written by binaries.study.")
+flags.DEFINE_string("claims", None, "study: a paper's claims to check against each group of the study "
+                    "(lth_lenet: Frankle & Carbin's LeNet-300-100 claims).")
 FLAGS = flags.FLAGS
 
 
@@ -213,7 +216,7 @@ def overlap_command():
 def study():
     if not FLAGS.study_dir:
         cli.fail("--study_dir: is required")
-    path, written = cli.execute(study_report.make_report, FLAGS.study_dir)
+    path, written = cli.execute(study_report.make_report, FLAGS.study_dir, FLAGS.claims)
     for plot in written:
         print(f"{plot.png}\n{plot.svg}")
     print(f"report: {path}")

@@ -22,6 +22,7 @@ from tf_lottery import plots
 from tf_lottery import report as experiment_report
 from tf_lottery import results
 from tf_lottery.settings import ConfigError
+from tf_lottery.study import claims as claims_lib
 from tf_lottery.study import statistics
 
 _MARKERS = "os^vDp<>"
@@ -141,8 +142,8 @@ def _points_table(data):
     return "\n".join(lines)
 
 
-def write_report(data, figures):
-    """Writes STUDY/report.md; returns its path."""
+def write_report(data, figures, claims=None):
+    """Writes STUDY/report.md (with claim set `claims` checked per group, if given); returns its path."""
     base = data.study_dir
     axes = " ".join(f"`--grid={a.entry}`" for a in data.axes) or "no axes"
     replicates = [a.name for a in data.axes if statistics.is_replicate_axis(a)]
@@ -168,6 +169,15 @@ def write_report(data, figures):
             for control in controls:
                 lines += [f"### {group.label}: IMP - {control}", "",
                           difference_table((group, None), (group, control)), ""]
+    if claims:
+        lines += [f"## The paper's claims ({claims})", "",
+                  claims_lib.CLAIM_SETS.help(claims) + ". Verdicts as defined in "
+                  "`tf_lottery/study/claims.py`: agrees (the paper's number is inside our 95% interval), "
+                  "agrees in direction (same side of no effect, the paper's number outside), disagrees.", ""]
+        for group in data.groups:
+            if len(data.groups) > 1:
+                lines += [f"### {group.label}", ""]
+            lines += [claims_lib.claims_table(claims_lib.check(group, claims)), ""]
     found = statistics.comparisons(data)
     if found:
         lines += ["## Group versus group", "",
@@ -182,10 +192,14 @@ def write_report(data, figures):
     return path
 
 
-def make_report(study_dir):
-    """Figures and report.md of a study folder; returns (report path, plots.Plot list)."""
+def make_report(study_dir, claims=None):
+    """Figures and report.md of a study folder, with claim set `claims` checked if given; returns
+    (report path, plots.Plot list)."""
+    if claims is not None and claims not in claims_lib.CLAIM_SETS:
+        raise ConfigError("claims", f"must be one of {', '.join(claims_lib.CLAIM_SETS.names())}, "
+                                    f"got {claims!r}")
     data = statistics.load(study_dir)
     if not data.groups:
         raise ConfigError("study_dir", f"{study_dir} has no finished point yet")
     figures = write_figures(data)
-    return write_report(data, figures), figures
+    return write_report(data, figures, claims), figures

@@ -172,6 +172,21 @@ def bootstrap(a, b, paired):
     return mean, float(low), float(high)
 
 
+def bootstrap_ratio(a, b):
+    """(mean(a) / mean(b), low, high): the ratio of means and its percentile-bootstrap interval
+    (the two sides resampled independently); the interval is None with fewer than two values a side."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ratio = float(a.mean() / b.mean())
+    if min(len(a), len(b)) < 2:
+        return ratio, None, None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    ratios = (a[rng.integers(0, len(a), (BOOTSTRAP_SAMPLES, len(a)))].mean(axis=1)
+              / b[rng.integers(0, len(b), (BOOTSTRAP_SAMPLES, len(b)))].mean(axis=1))
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return ratio, float(low), float(high)
+
+
 def side_values(side, r, field):
     """{replicate key: [values]} of one side, (group, control or None), at round r."""
     group, control = side

@@ -1,0 +1,104 @@
+"""A paper's claims against a study: numbers, intervals and verdicts on constructed results."""
+
+import subprocess
+import sys
+import pathlib
+
+import numpy as np
+import pytest
+
+from tf_lottery import results
+from tf_lottery.config import ExperimentConfig
+from tf_lottery.study import claims, folder, grid, report, statistics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONTROLS = ["random_reinit", "random_reinit.2@7+12", "random_prune@10", "one_shot@3+7+12"]
+BASE = ExperimentConfig.from_flat(dataset="mnist_small", validation_size=500, hidden=[16, 8], rounds=15,
+                                  train_steps=100, eval_every=10, controls=CONTROLS)
+
+
+def _imp(r):
+    """Early stop falls to round 7 (21.1%) then rises past round 0's; accuracy peaks at round 9."""
+    iteration = 1000 - 80 * r if r <= 7 else 440 + 120 * (r - 7)
+    accuracy = 0.980 + 0.001 * min(r, 9) - 0.0015 * max(0, r - 9)
+    return iteration, accuracy
+
+
+def _record(r, iteration, accuracy):
+    return {"round": r, "remaining_fraction": 0.8 ** r, "early_stop_iteration": iteration,
+            "early_stop_test_accuracy": accuracy, "final_test_accuracy": accuracy, "wall_seconds": 1.0}
+
+
+def _point(directory, config, seed):
+    """Every seed's noise sums to zero over the five seeds, so the means are the constructed values."""
+    results.write_config(directory, config)
+    sign = (-2, -1, 0, 1, 2)[seed]
+
+    def noisy(r, iteration, accuracy, flip=1):
+        return _record(r, iteration + 5 * sign, accuracy + 0.0002 * sign * flip)
+
+    results.update_summary(directory, [noisy(r, *_imp(r)) for r in range(16)])
+    reinit = [noisy(r, 2.51 * _imp(r)[0], 0.980 - 0.0025 * r) for r in range(1, 16)]
+    results.update_summary(directory, reinit, control="random_reinit")
+    results.update_summary(directory, [noisy(r, 2.51 * _imp(r)[0], 0.980 - 0.0025 * r) for r in (7, 12)],
+                           control="random_reinit.2")
+    results.update_summary(directory, [noisy(10, 900, _imp(10)[1] - 0.008, flip=-1)], control="random_prune")
+    results.update_summary(directory, [noisy(r, 700, 0.983 - 0.0003 * r) for r in (3, 7, 12)],
+                           control="one_shot")
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    study_dir = tmp_path_factory.mktemp("study")
+    plan = grid.plan(BASE, ["seed=0,1,2,3,4"], study_dir)
+    study = folder.Study(plan)
+    study.write_spec()
+    for point in plan.points:
+        _point(point.directory, point.config, point.values["seed"])
+        study.update(point.index, state="finished")
+    data = statistics.load(study_dir)
+    return data.groups[0]
+
+
+def test_each_claim_gets_the_verdict_its_numbers_call_for(group):
+    findings = claims.check(group, "lth_lenet")
+    assert [(f.verdict, f.ours.split(" [")[0]) for f in findings] == [
+        ("agrees", "2.51x"),                          # reinit 2.51x slower at 21.1% (paper 2.51x)
+        ("agrees in direction", "+2.45 points"),      # against reinit (paper +0.5)
+        ("agrees", "fastest at 21.0% (440 iterations)"),
+        ("agrees", "+0.90 points"),                   # at 13.4% (paper at least +0.3)
+        ("agrees", "+0.00 points"),                   # accuracy back to round 0's at 3.5%
+        ("disagrees", "+400 iterations"),             # early stop past round 0's, not between
+        ("disagrees", "from 80.0% on"),               # reinit below round 0 from round 1 (paper 21.1%)
+        ("agrees", "+0.80 points"),                   # against random pruning at 10.7%
+        ("agrees", "-300 iterations"),                # one-shot sooner at 51.2% and 21.0%
+        ("disagrees", "+0.21 points"),                # one-shot more accurate at 51.2%, 21.0%, not 6.9%
+        ("agrees", "+0.51 points"),                   # IMP beats one-shot at 6.9%
+    ]
+    assert "at 21.0%" in findings[0].ours and "at 10.7% (98.75% against 97.95%)" in findings[7].ours
+    assert findings[9].ours.count(" at ") == 3
+    low, high = (float(v) for v in findings[0].ours.split("[")[1].split("]")[0].split(","))
+    assert low < 2.51 < high
+
+
+def test_the_study_report_carries_the_claims_table(group, tmp_path):
+    study_dir = group.runs[(0,)].directory.parent
+    run = subprocess.run([sys.executable, "-m", "binaries.analyze", "study", f"--study_dir={study_dir}",
+                          "--claims=lth_lenet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    text = (study_dir / "report.md").read_text()
+    assert "## The paper's claims (lth_lenet)" in text
+    assert "| At 21.1% of the weights the ticket reaches early stop 2.51x sooner" in text
+    bad = subprocess.run([sys.executable, "-m", "binaries.analyze", "study", f"--study_dir={study_dir}",
+                          "--claims=lth_resnet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].endswith("claims: must be one of lth_lenet, got 'lth_resnet'")
+
+
+def test_a_missing_control_is_not_measured(group):
+    without = statistics.Group(group.positions, group.label, {
+        key: run.__class__(run.directory, run.config, {"rounds": run.summary["rounds"], "controls": {}})
+        for key, run in group.runs.items()})
+    findings = claims.check(without, "lth_lenet")
+    assert [f.verdict for f in findings].count("not measured") == 7
+    assert findings[0].ours == "not measured (random_reinit near 21.1%)"

@@ -1,0 +1,279 @@
+"""A paper's claims checked against a study: each restated with the paper's number, ours and a verdict.
+
+A claim set is one `@CLAIM_SETS.register(name)` function of an Evidence (one
+group of a study) returning Findings. Rounds are found by the share of
+weights remaining (the round nearest the paper's size, within 15% of it).
+Ours is the mean over seeds (and a control's draws) with a 95% interval:
+the percentile bootstrap of a difference or ratio (paired by seed where each
+side has one value per seed), as in tf_lottery.study.statistics.
+
+Verdicts. For a claimed effect v (a difference, or a ratio) and our 95%
+interval [low, high]:
+- agrees: v lies in the interval (for 'at least v': high >= v);
+- agrees in direction: the interval lies on v's side of no effect (0; 1 for
+  a ratio) but excludes v;
+- disagrees: the interval holds no effect or lies on the other side.
+A claim about where something happens (at which size) agrees when ours is
+at the paper's round and agrees in direction within two rounds of it. A
+claim whose rounds or controls the study lacks is 'not measured'.
+"""
+
+import dataclasses
+
+from tf_lottery.registry import Registry
+from tf_lottery.study import statistics
+
+CLAIM_SETS = Registry("claim set")
+
+AGREES, DIRECTION, DISAGREES, MISSING = ("agrees", "agrees in direction", "disagrees", "not measured")
+ACCURACY, ITERATION = "early_stop_test_accuracy", "early_stop_iteration"
+_NEAR = 0.15  # a round stands for a paper's size within this relative distance
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    claim: str    # the paper's claim, restated
+    source: str   # where the paper makes it
+    paper: str    # the paper's number
+    ours: str     # our number, with its interval
+    verdict: str
+
+
+class Evidence:
+    """One study group's numbers, looked up by control and % of weights remaining."""
+
+    def __init__(self, group):
+        self.group = group
+
+    def rounds(self, control=None):
+        """{round: % remaining} of the rounds finished in every seed (of the control's first draw)."""
+        return {row.round: row.remaining
+                for row in statistics.round_stats(self.group, ACCURACY, control)}
+
+    def round_at(self, percent, control=None):
+        """The finished round nearest `percent` % remaining, or None if none is within 15% of it."""
+        rounds = self.rounds(control)
+        if not rounds:
+            return None
+        r = min(rounds, key=lambda k: abs(rounds[k] - percent))
+        return r if abs(rounds[r] - percent) <= _NEAR * percent else None
+
+    def remaining(self, r):
+        return self.rounds().get(r)
+
+    def mean(self, field, r, control=None):
+        rows = {row.round: row for row in statistics.round_stats(self.group, field, control)}
+        return rows[r].mean
+
+    def compare(self, field, a, b, ratio=False):
+        """(estimate, low, high) of side a minus (or over) side b; a side is (control, round)."""
+        values_a = statistics.side_values((self.group, a[0]), a[1], field)
+        values_b = statistics.side_values((self.group, b[0]), b[1], field)
+        paired = values_a.keys() == values_b.keys() and all(
+            len(v) == 1 for v in (*values_a.values(), *values_b.values()))
+        flat_a = [v for vs in values_a.values() for v in vs]
+        flat_b = [v for vs in values_b.values() for v in vs]
+        if ratio:
+            return statistics.bootstrap_ratio(flat_a, flat_b)
+        return statistics.bootstrap(flat_a, flat_b, paired)
+
+
+def effect_verdict(estimate, low, high, claimed, null=0.0, at_least=False):
+    """The verdict on a claimed effect `claimed` given our estimate and 95% interval."""
+    if low is None:
+        return MISSING
+    if (low <= claimed <= high) or (at_least and high >= claimed):
+        return AGREES
+    side = 1 if claimed > null else -1
+    if (low - null) * side > 0 and (high - null) * side > 0:
+        return DIRECTION
+    return DISAGREES
+
+
+def location_verdict(ours, paper):
+    """Agrees at the paper's round, in direction within two rounds of it."""
+    if ours is None or paper is None:
+        return MISSING
+    return AGREES if ours == paper else DIRECTION if abs(ours - paper) <= 2 else DISAGREES
+
+
+def _points(value, low, high):
+    return f"{100 * value:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
+def _iterations(value, low, high):
+    return f"{value:+.0f} iterations [{low:+.0f}, {high:+.0f}]"
+
+
+def _missing(claim, source, paper, what):
+    return Finding(claim, source, paper, f"not measured ({what})", MISSING)
+
+
+def _at(evidence, r):
+    return f"at {evidence.remaining(r):.1f}%"
+
+
+@CLAIM_SETS.register("lth_lenet", help="Frankle & Carbin (2019)'s claims on LeNet-300-100 with IMP, "
+                                       "random reinitialisation, random pruning and one-shot pruning")
+def lth_lenet(evidence):
+    """Frankle & Carbin (2019)'s LeNet-300-100 claims (Section 2 and Figures 3-4), and the random-pruning
+    comparison at 10.7% that Frankle et al. (2019) report."""
+    return [claim(evidence) for claim in (
+        _speed_versus_reinit, _accuracy_versus_reinit, _fastest_size, _gain_at_13_5,
+        _accuracy_back_at_3_6, _speed_back_at_3_6, _reinit_drops_at_21, _random_pruning_at_10_7,
+        _one_shot_speed, _one_shot_accuracy, _iterative_beats_one_shot)]
+
+
+def _speed_versus_reinit(evidence):
+    claim = "At 21.1% of the weights the ticket reaches early stop 2.51x sooner than its mask reinitialised"
+    source, paper = "Frankle & Carbin 2019, Section 2", "2.51x"
+    r = evidence.round_at(21.1, "random_reinit")
+    if r is None:
+        return _missing(claim, source, paper, "random_reinit near 21.1%")
+    ratio, low, high = evidence.compare(ITERATION, ("random_reinit", r), (None, r), ratio=True)
+    return Finding(claim, source, paper, f"{ratio:.2f}x [{low:.2f}, {high:.2f}] {_at(evidence, r)}",
+                   effect_verdict(ratio, low, high, 2.51, null=1.0))
+
+
+def _accuracy_versus_reinit(evidence):
+    claim = "At 21.1% the ticket is half a point more accurate than its mask reinitialised"
+    source, paper = "Frankle & Carbin 2019, Section 2", "+0.5 points"
+    r = evidence.round_at(21.1, "random_reinit")
+    if r is None:
+        return _missing(claim, source, paper, "random_reinit near 21.1%")
+    found = evidence.compare(ACCURACY, (None, r), ("random_reinit", r))
+    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)}",
+                   effect_verdict(*found, 0.005))
+
+
+def _fastest_size(evidence):
+    claim = "Tickets learn fastest at 21.1%; below that, learning slows"
+    source, paper = "Frankle & Carbin 2019, Section 2 and Figure 3", "21.1%"
+    rounds = [r for r in evidence.rounds() if r > 0]
+    if not rounds or evidence.round_at(21.1) is None:
+        return _missing(claim, source, paper, "IMP rounds down to 21.1%")
+    fastest = min(rounds, key=lambda r: evidence.mean(ITERATION, r))
+    return Finding(claim, source, paper,
+                   f"fastest {_at(evidence, fastest)} ({evidence.mean(ITERATION, fastest):.0f} iterations)",
+                   location_verdict(fastest, evidence.round_at(21.1)))
+
+
+def _gain_at_13_5(evidence):
+    claim = "At 13.5% the ticket is more than 0.3 points more accurate than the original network"
+    source, paper = "Frankle & Carbin 2019, Section 2", ">= +0.3 points"
+    r = evidence.round_at(13.5)
+    if r is None:
+        return _missing(claim, source, paper, "IMP near 13.5%")
+    found = evidence.compare(ACCURACY, (None, r), (None, 0))
+    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)}",
+                   effect_verdict(*found, 0.003, at_least=True))
+
+
+def _back_at_3_6(evidence, field, claim, paper, text, best):
+    source = "Frankle & Carbin 2019, Section 2"
+    r = evidence.round_at(3.6)
+    if r is None:
+        return _missing(claim, source, paper, "IMP near 3.6%")
+    found = evidence.compare(field, (None, r), (None, 0))
+    verdict = AGREES if found[1] is not None and found[1] <= 0 <= found[2] else None
+    if verdict is None:
+        means = {k: evidence.mean(field, k) for k in evidence.rounds()}
+        peak = best(means.values())
+        between = min(means[0], peak) < means[r] < max(means[0], peak)
+        verdict = DIRECTION if found[1] is not None and between else DISAGREES
+    return Finding(claim, source, paper, f"{text(*found)} {_at(evidence, r)} against round 0", verdict)
+
+
+def _accuracy_back_at_3_6(evidence):
+    return _back_at_3_6(evidence, ACCURACY, "At 3.6% the ticket's accuracy is back to the original "
+                        "network's", "+0 points", _points, max)
+
+
+def _speed_back_at_3_6(evidence):
+    return _back_at_3_6(evidence, ITERATION, "At 3.6% the ticket's early stop is back to the original "
+                        "network's", "+0 iterations", _iterations, min)
+
+
+def _reinit_drops_at_21(evidence):
+    claim = "Reinitialised, the ticket's mask falls below the original accuracy from 21.1% on"
+    source, paper = "Frankle & Carbin 2019, Section 2 and Figure 3", "21.1%"
+    rounds = sorted(evidence.rounds("random_reinit"))
+    if not rounds or evidence.round_at(21.1, "random_reinit") is None:
+        return _missing(claim, source, paper, "random_reinit down to 21.1%")
+    dense = evidence.mean(ACCURACY, 0)
+    below = [r for r in rounds if all(evidence.mean(ACCURACY, k, "random_reinit") < dense
+                                      for k in rounds if k >= r)]
+    if not below:
+        return Finding(claim, source, paper, f"never below (round 0: {100 * dense:.2f}%)", DISAGREES)
+    return Finding(claim, source, paper, f"from {evidence.remaining(below[0]):.1f}% on",
+                   location_verdict(below[0], evidence.round_at(21.1, "random_reinit")))
+
+
+def _random_pruning_at_10_7(evidence):
+    claim = "At 10.7% IMP is more accurate than random pruning (98.3 +- 0.1% against 97.5 +- 0.3%)"
+    source, paper = "Frankle et al. 2019, as quoted in issue 17", "+0.8 points"
+    r = evidence.round_at(10.7, "random_prune")
+    if r is None:
+        return _missing(claim, source, paper, "random_prune near 10.7%")
+    found = evidence.compare(ACCURACY, (None, r), ("random_prune", r))
+    means = (f"{100 * evidence.mean(ACCURACY, r):.2f}% against "
+             f"{100 * evidence.mean(ACCURACY, r, 'random_prune'):.2f}%")
+    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)} ({means})",
+                   effect_verdict(*found, 0.008))
+
+
+def _one_shot_rounds(evidence, high, low):
+    return [r for r, percent in evidence.rounds("one_shot").items() if low <= percent <= high]
+
+
+def _all_rounds_verdict(found, good):
+    """Agrees if every interval is on the good side, in direction if every mean is."""
+    if any(f[1] is None for f in found):
+        return MISSING
+    if all(good(f[1]) and good(f[2]) for f in found):
+        return AGREES
+    return DIRECTION if all(good(f[0]) for f in found) else DISAGREES
+
+
+def _one_shot_versus_dense(evidence, claim, paper, field, high, low, text, good):
+    source = "Frankle & Carbin 2019, Section 2 (one-shot pruning)"
+    rounds = _one_shot_rounds(evidence, high, low)
+    if not rounds:
+        return _missing(claim, source, paper, f"one_shot between {low}% and {high}%")
+    found = [evidence.compare(field, ("one_shot", r), (None, 0)) for r in sorted(rounds)]
+    ours = "; ".join(f"{text(*f)} {_at(evidence, r)}" for r, f in zip(sorted(rounds), found))
+    return Finding(claim, source, paper, ours, _all_rounds_verdict(found, good))
+
+
+def _one_shot_speed(evidence):
+    return _one_shot_versus_dense(
+        evidence, "One-shot tickets between 67.5% and 17.6% reach early stop sooner than the original "
+        "network", "< 0 iterations", ITERATION, 67.5, 17.6, _iterations, lambda v: v < 0)
+
+
+def _one_shot_accuracy(evidence):
+    return _one_shot_versus_dense(
+        evidence, "One-shot tickets between 95.0% and 5.17% are more accurate than the original network",
+        "> 0 points", ACCURACY, 95.0, 5.17, _points, lambda v: v > 0)
+
+
+def _iterative_beats_one_shot(evidence):
+    claim = "At small sizes (7.0%) iterative pruning gives more accurate tickets than one-shot pruning"
+    source, paper = "Frankle & Carbin 2019, Section 2 and Figure 4", "> 0 points"
+    r = evidence.round_at(7.0, "one_shot")
+    if r is None:
+        return _missing(claim, source, paper, "one_shot near 7.0%")
+    found = evidence.compare(ACCURACY, (None, r), ("one_shot", r))
+    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)}",
+                   _all_rounds_verdict([found], lambda v: v > 0))
+
+
+def check(group, name):
+    """The Findings of claim set `name` on one study group."""
+    return CLAIM_SETS.get(name)(Evidence(group))
+
+
+def claims_table(findings):
+    lines = ["| claim | source | paper | ours (mean [95% CI]) | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {f.claim} | {f.source} | {f.paper} | {f.ours} | {f.verdict} |" for f in findings]
+    return "\n".join(lines)
