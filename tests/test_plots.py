@@ -158,3 +158,13 @@ def test_curve_scalars_replace_old_events_and_follow_the_schedule(tmp_path):
     assert scalars["loss/train"] == [(50, 1.0)]
     assert scalars["learning_rate"] == [(0, pytest.approx(0.1)), (50, pytest.approx(0.05))]
     assert scalars["sparsity/remaining_percent"] == [(0, 25.0), (50, 25.0)]
+
+
+def test_the_setup_sentence_names_structure_and_per_kind_rates():
+    config = tfl.ExperimentConfig.from_flat(model="conv2", dataset="cifar10", prune_fraction=0.2,
+                                            conv_prune_fraction=0.1, output_prune_fraction=0.1,
+                                            structure="filter", rounds=3).flat()
+    text = report.describe(config)
+    assert text.startswith("conv2 on cifar10, 3 rounds pruning 20% of the remaining filter units per round "
+                           "(layer scope, 10% of the convolutions, 10% of the output layer)")
+    assert "20% of the remaining weights per round" in report.describe(tfl.ExperimentConfig().flat())

@@ -93,9 +93,13 @@ def describe(config):
              else f"rewound to iteration {config.get('rewind_step')}")
     output = config.get("output_prune_fraction")
     output = f", {100 * output:g}% of the output layer" if output is not None else ""
+    conv = config.get("conv_prune_fraction")
+    conv = f", {100 * conv:g}% of the convolutions" if conv is not None else ""
+    structure = config.get("structure", "unstructured")
+    units = "weights" if structure == "unstructured" else f"{structure} units"
     return (f"{plots_lib.model_name(config)} on {config.get('dataset')}, {config.get('rounds')} rounds "
-            f"pruning {100 * config.get('prune_fraction', 0):g}% of the remaining weights per round "
-            f"({config.get('prune_scope')} scope{output}), survivors {reset}; "
+            f"pruning {100 * config.get('prune_fraction', 0):g}% of the remaining {units} per round "
+            f"({config.get('prune_scope')} scope{conv}{output}), survivors {reset}; "
             f"{config.get('train_steps')} iterations per round, {config.get('optimizer')} "
             f"(learning rate {config.get('learning_rate')}, batch {config.get('batch_size')})"
             + (f", seed {config['seed']}." if config.get("seed") is not None else "."))
