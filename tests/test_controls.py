@@ -10,6 +10,7 @@ import pytest
 
 import tf_lottery as tfl
 from tf_lottery import atomic, controls, experiment, imp, pruning, results, rounds, training
+from tf_lottery.pruning import saliency
 from tf_lottery.results import checkpoints
 from tf_lottery.study import folder as study_folder
 
@@ -218,3 +219,49 @@ def test_control_specs_from_the_binary(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].endswith("controls run on rounds 1..2, not 3")
     assert not (tmp_path / "exp").exists()
+
+
+def test_pruning_before_training_keeps_imp_counts_from_theta0(finished, monkeypatch):
+    starts = {}
+    original = rounds.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
+        return original(trainer, model, directory_, round_index, **kwargs)
+
+    def no_data(self, count):
+        raise AssertionError("synflow read training data")
+
+    monkeypatch.setattr(rounds, "train_round", capture)
+    directory = finished["dir"]
+    pruning_config = tfl.PruningConfig(fraction=0.3, output_fraction=0.1, synflow_iterations=4)
+    model = tfl.wrap(tiny_model())
+    controls.run_controls(model, finished["splits"], names=("snip@1", "grasp@2"), rounds=2,
+                          training_config=finished["config"], pruning_config=pruning_config,
+                          experiment_dir=directory)
+    monkeypatch.setattr(training.Trainer, "first_batches", no_data)
+    controls.run_controls(model, finished["splits"], names=("synflow@2",), rounds=2,
+                          training_config=finished["config"], pruning_config=pruning_config,
+                          experiment_dir=directory)
+    for name, r in (("snip", 1), ("grasp", 2), ("synflow", 2)):
+        weights, masks = starts[f"{name} round {r}"]
+        main = _main_mask(directory, r)
+        for k in main:
+            assert masks[k].sum() == main[k].sum(), (name, k)
+            np.testing.assert_array_equal(weights[k], finished["theta0"][k])
+        assert not np.array_equal(masks["fc1/kernel"], main["fc1/kernel"])
+    # SNIP's mask is the top |g * w| of the dense network at theta_0, per tensor.
+    monkeypatch.undo()
+    dense = tfl.wrap(tiny_model())
+    trainer = training.Trainer(dense, finished["splits"], finished["config"])
+    scores = saliency.snip(dense, trainer.first_batches(pruning_config.saliency_batches), trainer.loss)
+    snip_mask = starts["snip round 1"][1]["fc1/kernel"]
+    kept = scores["fc1/kernel"][snip_mask == 1]
+    assert kept.min() >= scores["fc1/kernel"][snip_mask == 0].max()
+
+
+def test_grasp_refuses_structured_pruning():
+    with pytest.raises(tfl.ConfigError, match="controls: grasp's scores are signed"):
+        tfl.ExperimentConfig.from_flat(structure="neuron", controls=["grasp"])
+    with pytest.raises(tfl.ConfigError, match="controls: one_shot cannot reach an N:M pattern"):
+        tfl.ExperimentConfig.from_flat(structure="n_of_m", controls=["random_reinit", "one_shot@2"])

@@ -173,6 +173,12 @@ class PruningConfig(Settings):
     n_of_m: tuple = setting((2, 4), "N,M: keep N of every M consecutive input weights, e.g. 2,4.",
                             "ints", check=(lambda v: len(v) == 2 and 0 < v[0] < v[1],
                                            "must be N,M with 0 < N < M"))
+    saliency_batches: int = setting(
+        2, "Training batches the snip and grasp controls score the weights on.", "int",
+        check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    synflow_iterations: int = setting(
+        100, "Pruning steps of the synflow control (the density falls exponentially over them).", "int",
+        check=(lambda v: v >= 1, "must be >= 1"), result=False)
     seed: int = setting(0, "Seed of the random criterion (the experiment's --seed).", "int", flag=False)
 
     def check(self):
@@ -278,9 +284,10 @@ class ExperimentConfig:
             if not isinstance(getattr(self, group), cls):
                 raise TypeError(f"ExperimentConfig.{group} must be a {cls.__name__}")
         lottery, training = self.lottery, self.training
-        if "one_shot" in map(controls.spec_name, lottery.controls) and self.pruning.structure == "n_of_m":
-            raise ConfigError("controls", "one_shot cannot reach an N:M pattern at a given density; "
-                                          f"drop it or the n_of_m structure, got {lottery.controls!r}")
+        for name in dict.fromkeys(map(controls.spec_name, lottery.controls)):
+            reason = controls.CONTROLS.get(name).refuse(self.pruning)
+            if reason:
+                raise ConfigError("controls", f"{reason}, got {lottery.controls!r}")
         if isinstance(training.train_steps, int) and isinstance(lottery.rewind_step, int) and not (
                 0 <= lottery.rewind_step <= training.train_steps):
             raise ConfigError("rewind_step", f"must be in [0, train_steps={training.train_steps}], "

@@ -5,6 +5,10 @@
   structured pruning), from the experiment's reset point (theta_0 or theta_k).
 - one_shot: pruned in one step from the trained round-0 weights to round r's
   per-tensor sparsity, then reset to the reset point.
+- snip, grasp, synflow: pruned before training, at the reset point, to round
+  r's per-tensor sparsity by the scores of tf_lottery.pruning.saliency (SNIP
+  and GraSP on the first --saliency_batches training batches; SynFlow on no
+  data, in --synflow_iterations steps), then trained once.
 
 Each control trains IMP rounds 1..R into `controls/NAME/round_XX` with the
 same files as the IMP rounds, and its records go to summary.json under
@@ -30,6 +34,7 @@ from tf_lottery.registry import Registry
 with epy.lazy_imports():  # config reads the registry before TensorFlow may load
     from tf_lottery import model_ops
     from tf_lottery import pruning
+    from tf_lottery.pruning import saliency
     from tf_lottery.results import checkpoints
 
 CONTROLS = Registry("control")
@@ -117,6 +122,11 @@ class Control(round_loop.Branch):
     random = False  # whether the control draws at random (then it takes further draws: NAME.2)
     spec = None     # the ControlSpec it runs under (run_controls sets it)
 
+    @classmethod
+    def refuse(cls, pruning_config):
+        """Why the control cannot run with these pruning settings (a sentence), or None."""
+        return None
+
     @property
     def draw(self):
         return self.spec.draw if self.spec else 1
@@ -133,6 +143,12 @@ class Control(round_loop.Branch):
             raise FileNotFoundError(f"{directory}: round {round_index} of the IMP experiment is not "
                                     "finished; run its rounds before the controls")
         return results.read_masks(results.mask_path(directory), "controls")
+
+    def imp_densities(self, round_index):
+        """{key: fraction of units} IMP's round `round_index` keeps, per tensor."""
+        structures, options = self.context.structures(), self.context.pruning_config.structure_options()
+        target = self.imp_mask(round_index)
+        return {k: pruning.unit_density(target[k], structures[k], **options) for k in target}
 
     def from_trained_dense(self, masks_from_weights, round_index):
         """Round 0's trained weights with the masks `masks_from_weights(model)` gives, then reset."""
@@ -183,20 +199,89 @@ class RandomPrune(Control):
 class OneShot(Control):
     """Round 0's trained weights pruned in one step to round r's per-tensor sparsity, then reset."""
 
+    @classmethod
+    def refuse(cls, pruning_config):
+        if pruning_config.structure == "n_of_m":
+            return "one_shot cannot reach an N:M pattern at a given density; drop it or the n_of_m structure"
+        return None
+
     def start(self, round_index, records):
         config, structures = self.context.pruning_config, self.context.structures()
-        target = self.imp_mask(round_index)
-        options = config.structure_options()
-        densities = {k: pruning.unit_density(target[k], structures[k], **options) for k in target}
+        densities = self.imp_densities(round_index)
 
         def one_shot(model):
             weights = model_ops.raw_weights(model)
             ones = {k: np.ones_like(v) for k, v in model_ops.get_masks(model).items()}
             new = pruning.prune(weights, ones, densities=densities, scope=config.scope,
-                                structure=structures, **options)
+                                structure=structures, **config.structure_options())
             return {k: v.numpy() for k, v in new.items()}
 
         self.from_trained_dense(one_shot, round_index)
+
+
+class BeforeTraining(Control):
+    """Pruned at the reset point (theta_0 or theta_k) by a score, to round r's per-tensor sparsity."""
+
+    def start(self, round_index, records):
+        context = self.context
+        model_ops.set_masks(context.model, {k: np.ones_like(v)
+                                            for k, v in model_ops.get_masks(context.model).items()})
+        context.reset_point.restore()
+        model_ops.set_masks(context.model, self.masks(self.imp_densities(round_index)))
+        context.reset_point.restore()
+
+    def prune(self, scores, masks, densities):
+        config = self.context.pruning_config
+        new = pruning.prune(scores, masks, densities=densities, scope=config.scope,
+                            structure=self.context.structures(), **config.structure_options())
+        return {k: v.numpy() for k, v in new.items()}
+
+    def masks(self, densities):
+        """The masks at `densities`, from the dense model at the reset point."""
+        raise NotImplementedError
+
+
+@CONTROLS.register("snip", help="pruned before training by |g * w| on a few batches (Lee et al. 2019)")
+class Snip(BeforeTraining):
+    def masks(self, densities):
+        context = self.context
+        batches = context.trainer.first_batches(context.pruning_config.saliency_batches)
+        scores = saliency.snip(context.model, batches, context.trainer.loss)
+        return self.prune(scores, model_ops.get_masks(context.model), densities)
+
+
+@CONTROLS.register("grasp", help="pruned before training by w * Hg, keeping gradient flow (Wang et al. "
+                                 "2020); unstructured only")
+class Grasp(BeforeTraining):
+    @classmethod
+    def refuse(cls, pruning_config):
+        if pruning_config.structure != "unstructured":
+            return "grasp's scores are signed, so they rank single weights only; use --structure=unstructured"
+        return None
+
+    def masks(self, densities):
+        context = self.context
+        batches = context.trainer.first_batches(context.pruning_config.saliency_batches)
+        scores = saliency.grasp(context.model, batches, context.trainer.loss)
+        # Shifted to be >= 0 (the pruning criterion ranks magnitudes), one shift for all tensors so
+        # a global scope compares them as they were.
+        low = min(float(v.min()) for v in scores.values())
+        return self.prune({k: v - low for k, v in scores.items()}, model_ops.get_masks(context.model),
+                          densities)
+
+
+@CONTROLS.register("synflow", help="pruned before training by iterative synaptic flow, without data "
+                                   "(Tanaka et al. 2020)")
+class Synflow(BeforeTraining):
+    def masks(self, densities):
+        model, steps = self.context.model, self.context.pruning_config.synflow_iterations
+        masks = model_ops.get_masks(model)
+        for step in range(1, steps + 1):
+            # The density falls exponentially to the target over the iterations.
+            masks = self.prune(saliency.synflow(model), masks,
+                               {k: d ** (step / steps) for k, d in densities.items()})
+            model_ops.set_masks(model, masks)
+        return masks
 
 
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,

@@ -229,6 +229,16 @@ class Trainer:
         self.optimizer.apply_gradients(zip(grads, variables))
         return loss
 
+    def first_batches(self, count):
+        """The first `count` training batches of the run's data order, as (inputs, labels) tensors."""
+        source = self._train_source
+        iterator = iter(source.batches(self.config.batch_size, self.config.data_seed))
+        return [source.prepare(next(iterator), tf.constant(i, tf.int64)) for i in range(count)]
+
+    def loss(self, labels, outputs):
+        """The training loss of one batch (its mean, or the compiled loss)."""
+        return self._batch_loss(labels, outputs)
+
     def _batch_loss(self, labels, outputs):
         """This replica's share of the mean training loss of the global batch."""
         if self._user_loss is not None:
