@@ -265,3 +265,69 @@ def test_grasp_refuses_structured_pruning():
         tfl.ExperimentConfig.from_flat(structure="neuron", controls=["grasp"])
     with pytest.raises(tfl.ConfigError, match="controls: one_shot cannot reach an N:M pattern"):
         tfl.ExperimentConfig.from_flat(structure="n_of_m", controls=["random_reinit", "one_shot@2"])
+    with pytest.raises(tfl.ConfigError, match="controls: gmp ends pruning at step 200, after train_steps=100"):
+        tfl.ExperimentConfig.from_flat(train_steps=100, gmp_end_step=200, controls=["gmp"])
+    with pytest.raises(tfl.ConfigError, match="gmp_end_step: must be after gmp_begin_step=50"):
+        tfl.PruningConfig(gmp_begin_step=50, gmp_end_step=50)
+
+
+def test_early_bird_draws_when_the_last_window_of_distances_is_below_the_threshold():
+    distances = [0.5, 0.3, 0.09, 0.08, 0.2, 0.07, 0.06, 0.05, 0.04, 0.03, 0.01]
+    assert controls.early_bird_draw(distances, window=5, threshold=0.1) == 9
+    assert controls.early_bird_draw(distances, window=2, threshold=0.1) == 3
+    assert controls.early_bird_draw([0.1] * 8, window=5, threshold=0.1) is None  # not below
+    assert controls.early_bird_draw([0.05] * 4, window=5, threshold=0.1) is None
+    a = {"x": np.array([1, 1, 0, 0]), "y": np.array([[1, 0], [0, 1]])}
+    b = {"x": np.array([1, 0, 1, 0]), "y": np.array([[1, 0], [0, 1]])}
+    assert controls.mask_distance(a, b) == 2 / 8
+
+
+def test_gmp_and_early_bird_reach_imp_counts(finished, monkeypatch):
+    starts, ends = {}, {}
+    original = rounds.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
+        record = original(trainer, model, directory_, round_index, **kwargs)
+        ends[kwargs["name"]] = tfl.get_masks(model)
+        return record
+
+    updates = []
+    prune = controls._prune_by_magnitude
+
+    def record_update(context, masks, densities, step=0):
+        new = prune(context, masks, densities, step)
+        updates.append((step, masks, new))
+        return new
+
+    monkeypatch.setattr(rounds, "train_round", capture)
+    monkeypatch.setattr(controls, "_prune_by_magnitude", record_update)
+    directory = finished["dir"]
+    config = tfl.PruningConfig(fraction=0.3, output_fraction=0.1, gmp_begin_step=4, gmp_end_step=20,
+                               gmp_frequency=4, early_bird_every=5, early_bird_window=2,
+                               early_bird_threshold=0.5)
+    controls.run_controls(tfl.wrap(tiny_model()), finished["splits"], names=("gmp@2", "early_bird@1"),
+                          rounds=2, training_config=finished["config"], pruning_config=config,
+                          experiment_dir=directory)
+    weights, masks = starts["gmp round 2"]
+    assert all(m.all() for m in masks.values())  # gmp starts dense, from theta_0
+    main = _main_mask(directory, 2)
+    for k in main:
+        np.testing.assert_array_equal(weights[k], finished["theta0"][k])
+        assert ends["gmp round 2"][k].sum() == main[k].sum()
+    gmp = [(step, before, after) for step, before, after in updates if step > 0]
+    assert [step + 1 for step, _, _ in gmp] == [4, 8, 12, 16, 20]  # TF-MOT's pruning steps
+    for _, before, after in gmp:  # masks only shrink
+        assert all(((after[k] == 1) <= (before[k] == 1)).all() for k in after)
+    assert [sum(a.sum() for a in after.values()) for _, _, after in gmp] == sorted(
+        (sum(a.sum() for a in after.values()) for _, _, after in gmp), reverse=True)
+    weights, masks = starts["early_bird round 1"]
+    search = json.loads((results.round_dir(results.control_dir(directory, "early_bird"), 1)
+                         / controls.EARLY_BIRD_FILE).read_text())
+    assert search["converged"] and search["drawn_at"] % 5 == 0
+    assert [d[0] for d in search["distances"]] == list(range(10, search["drawn_at"] + 1, 5))
+    assert all(0 <= d[1] < 1 for d in search["distances"])
+    main = _main_mask(directory, 1)
+    for k in main:
+        np.testing.assert_array_equal(weights[k], finished["theta0"][k])
+        assert masks[k].sum() == main[k].sum()

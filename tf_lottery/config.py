@@ -179,9 +179,34 @@ class PruningConfig(Settings):
     synflow_iterations: int = setting(
         100, "Pruning steps of the synflow control (the density falls exponentially over them).", "int",
         check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    gmp_begin_step: int | None = setting(
+        None, "Step at which the gmp control starts pruning (default: 10% of train_steps).", "int",
+        check=(lambda v: v >= 0, "must be >= 0"), result=False)
+    gmp_end_step: int | None = setting(
+        None, "Step at which the gmp control reaches its sparsity (default: 50% of train_steps).", "int",
+        check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    gmp_frequency: int = setting(100, "Steps between the gmp control's mask updates.", "int",
+                                 check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    early_bird_every: int = setting(100, "Iterations between the early_bird control's mask comparisons.",
+                                    "int", check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    early_bird_window: int = setting(5, "Consecutive mask distances below the threshold that draw the "
+                                     "early-bird ticket.", "int", check=(lambda v: v >= 1, "must be >= 1"),
+                                     result=False)
+    early_bird_threshold: float = setting(
+        0.1, "Normalised Hamming distance between consecutive masks below which early_bird counts a "
+        "mask as settled.", "float", check=(lambda v: 0 < v < 1, "must be in (0, 1)"), result=False)
     seed: int = setting(0, "Seed of the random criterion (the experiment's --seed).", "int", flag=False)
 
+    def gmp_steps(self, train_steps):
+        """(begin, end) steps of the gmp control for a round of `train_steps` iterations."""
+        begin = train_steps // 10 if self.gmp_begin_step is None else self.gmp_begin_step
+        end = train_steps // 2 if self.gmp_end_step is None else self.gmp_end_step
+        return begin, end
+
     def check(self):
+        if self.gmp_begin_step is not None and self.gmp_end_step is not None and (
+                self.gmp_end_step <= self.gmp_begin_step):
+            self.fail("gmp_end_step", f"must be after gmp_begin_step={self.gmp_begin_step}")
         if self.scope != "layer" and not pruning.STRUCTURES.get(self.structure).global_scope:
             allowed = [s for s in pruning.STRUCTURES.names() if pruning.STRUCTURES.get(s).global_scope]
             self.fail("scope", f"{self.scope} scope compares scores across tensors, which only makes "
@@ -285,7 +310,7 @@ class ExperimentConfig:
                 raise TypeError(f"ExperimentConfig.{group} must be a {cls.__name__}")
         lottery, training = self.lottery, self.training
         for name in dict.fromkeys(map(controls.spec_name, lottery.controls)):
-            reason = controls.CONTROLS.get(name).refuse(self.pruning)
+            reason = controls.CONTROLS.get(name).refuse(self)
             if reason:
                 raise ConfigError("controls", f"{reason}, got {lottery.controls!r}")
         if isinstance(training.train_steps, int) and isinstance(lottery.rewind_step, int) and not (

@@ -9,6 +9,11 @@
   r's per-tensor sparsity by the scores of tf_lottery.pruning.saliency (SNIP
   and GraSP on the first --saliency_batches training batches; SynFlow on no
   data, in --synflow_iterations steps), then trained once.
+- gmp: gradual magnitude pruning during one training run from the reset
+  point, on TF-MOT's PolynomialDecay, to round r's per-tensor sparsity.
+- early_bird: trained densely from the reset point until the magnitude
+  mask at round r's sparsity stops changing, then that mask is reset and
+  trained (the search's distances in the round's early_bird.json).
 
 Each control trains IMP rounds 1..R into `controls/NAME/round_XX` with the
 same files as the IMP rounds, and its records go to summary.json under
@@ -23,15 +28,19 @@ reinitialisations per ticket: `random_reinit`, `random_reinit.2@7+12`,
 
 import dataclasses
 import re
+import time
 
 import numpy as np
 from etils import epy
 
+from tf_lottery import atomic
 from tf_lottery import results
 from tf_lottery import rounds as round_loop
 from tf_lottery.registry import Registry
 
 with epy.lazy_imports():  # config reads the registry before TensorFlow may load
+    import tensorflow_model_optimization as tfmot
+
     from tf_lottery import model_ops
     from tf_lottery import pruning
     from tf_lottery.pruning import saliency
@@ -123,8 +132,8 @@ class Control(round_loop.Branch):
     spec = None     # the ControlSpec it runs under (run_controls sets it)
 
     @classmethod
-    def refuse(cls, pruning_config):
-        """Why the control cannot run with these pruning settings (a sentence), or None."""
+    def refuse(cls, config):
+        """Why the control cannot run in ExperimentConfig `config` (a sentence), or None."""
         return None
 
     @property
@@ -200,8 +209,8 @@ class OneShot(Control):
     """Round 0's trained weights pruned in one step to round r's per-tensor sparsity, then reset."""
 
     @classmethod
-    def refuse(cls, pruning_config):
-        if pruning_config.structure == "n_of_m":
+    def refuse(cls, config):
+        if config.pruning.structure == "n_of_m":
             return "one_shot cannot reach an N:M pattern at a given density; drop it or the n_of_m structure"
         return None
 
@@ -254,8 +263,8 @@ class Snip(BeforeTraining):
                                  "2020); unstructured only")
 class Grasp(BeforeTraining):
     @classmethod
-    def refuse(cls, pruning_config):
-        if pruning_config.structure != "unstructured":
+    def refuse(cls, config):
+        if config.pruning.structure != "unstructured":
             return "grasp's scores are signed, so they rank single weights only; use --structure=unstructured"
         return None
 
@@ -282,6 +291,133 @@ class Synflow(BeforeTraining):
                                {k: d ** (step / steps) for k, d in densities.items()})
             model_ops.set_masks(model, masks)
         return masks
+
+
+def _prune_by_magnitude(context, masks, densities, step=0):
+    config = context.pruning_config
+    new = pruning.prune(model_ops.effective_weights(context.model), masks, densities=densities,
+                        scope=config.scope, structure=context.structures(), n_of_m=config.n_of_m,
+                        seed=config.seed + step, **config.structure_options())
+    return {k: v.numpy() for k, v in new.items()}
+
+
+def _dense_from_reset_point(context):
+    model_ops.set_masks(context.model, {k: np.ones_like(v)
+                                        for k, v in model_ops.get_masks(context.model).items()})
+    context.reset_point.restore()
+
+
+@CONTROLS.register("gmp", help="gradual magnitude pruning in one training run from the reset point, on "
+                               "TF-MOT's PolynomialDecay (Zhu & Gupta 2017)")
+class GradualMagnitude(Control):
+    """Trained once from the reset point, pruned by magnitude on the way to round r's sparsity.
+
+    The overall sparsity follows TF-MOT's PolynomialDecay (power 3) from 0 at
+    --gmp_begin_step to round r's at --gmp_end_step, every --gmp_frequency
+    steps; each tensor reaches its own IMP sparsity in proportion.
+    """
+
+    @classmethod
+    def refuse(cls, config):
+        steps = config.training.train_steps
+        if isinstance(steps, int) and config.pruning.gmp_steps(steps)[1] > steps:
+            return f"gmp ends pruning at step {config.pruning.gmp_steps(steps)[1]}, after train_steps={steps}"
+        return None
+
+    def start(self, round_index, records):
+        _dense_from_reset_point(self.context)
+
+    def schedule_steps(self, round_index):
+        """{TF-MOT step: {key: density}} of the round's mask updates."""
+        config, steps = self.context.pruning_config, self.context.training_config.train_steps
+        begin, end = config.gmp_steps(steps)
+        densities = self.imp_densities(round_index)
+        final = 1.0 - float(np.mean(list(densities.values()))) if densities else 0.0
+        final = min(max(final, 1e-6), 0.999999)
+        schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, final, begin, end,
+                                                        frequency=config.gmp_frequency)
+        updates = {}
+        for step in range(max(begin, 1), min(end, steps) + 1):
+            should_prune, sparsity = schedule(step)
+            if bool(should_prune):
+                share = float(sparsity) / final
+                updates[step] = {k: 1.0 - share * (1.0 - d) for k, d in densities.items()}
+        return updates
+
+    def hooks(self, round_index):
+        def prune(iteration, densities):
+            masks = model_ops.get_masks(self.context.model)
+            model_ops.set_masks(self.context.model,
+                                _prune_by_magnitude(self.context, masks, densities, iteration))
+
+        # A step's update runs before the step, after `step - 1` iterations.
+        return {step - 1: (lambda it, d=densities: prune(it, d))
+                for step, densities in self.schedule_steps(round_index).items()}
+
+
+def early_bird_draw(distances, window=5, threshold=0.1):
+    """The index of the distance at which the ticket is drawn: the first where the last `window`
+    distances are all below `threshold`; None if that never happens."""
+    for i in range(window - 1, len(distances)):
+        if all(d < threshold for d in distances[i - window + 1:i + 1]):
+            return i
+    return None
+
+
+def mask_distance(a, b):
+    """Normalised Hamming distance between two mask dicts: the share of pruned-tensor positions that differ."""
+    differ = sum(int(np.sum(a[k] != b[k])) for k in a)
+    return differ / sum(int(np.size(a[k])) for k in a)
+
+
+@CONTROLS.register("early_bird", help="trained densely from the reset point until the magnitude mask at "
+                                      "IMP's sparsity settles, then that ticket reset and trained (You et "
+                                      "al. 2020)")
+class EarlyBird(Control):
+    """The early-bird ticket of round r's sparsity, reset to the reset point and trained.
+
+    The search trains the dense network from the reset point, takes the
+    magnitude mask at round r's per-tensor densities every --early_bird_every
+    iterations and the normalised Hamming distance to the previous one, and
+    draws the ticket when the last --early_bird_window distances are below
+    --early_bird_threshold (or at the end of training). The search is not
+    checkpointed: it is deterministic, so an interrupted one is rerun.
+    """
+
+    def start(self, round_index, records):
+        context, config = self.context, self.context.pruning_config
+        densities = self.imp_densities(round_index)
+        _dense_from_reset_point(context)
+        ones = model_ops.get_masks(context.model)
+        found = {"distances": [], "masks": None, "drawn_at": None}
+
+        def check(iteration):
+            masks = _prune_by_magnitude(context, ones, densities)
+            if found["masks"] is not None:
+                found["distances"].append([iteration, mask_distance(masks, found["masks"])])
+            found["masks"] = masks
+            if early_bird_draw([d for _, d in found["distances"]], config.early_bird_window,
+                               config.early_bird_threshold) is not None:
+                found["drawn_at"] = iteration
+                context.model.stop_training = True
+
+        every, steps = config.early_bird_every, context.training_config.train_steps
+        start = time.perf_counter()
+        context.trainer.train(hooks={i: check for i in range(every, steps + 1, every)},
+                              name=f"{self.log_name(round_index)} search")
+        search = {"drawn_at": found["drawn_at"], "converged": found["drawn_at"] is not None,
+                  "every": every, "window": config.early_bird_window,
+                  "threshold": config.early_bird_threshold, "distances": found["distances"],
+                  "search_seconds": time.perf_counter() - start}
+        directory = results.round_dir(context.experiment_dir, round_index, self.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(directory / EARLY_BIRD_FILE, search)
+        model_ops.set_masks(context.model, found["masks"] if found["masks"] is not None else
+                            _prune_by_magnitude(context, ones, densities))
+        context.reset_point.restore()
+
+
+EARLY_BIRD_FILE = "early_bird.json"
 
 
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,
