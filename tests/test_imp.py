@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 import tf_lottery as tfl
 from tf_lottery import atomic, imp, pruning, results, training
+from tf_lottery.results import checkpoints
 
 from conftest import killed_after_save, tiny_model, tiny_training
 
@@ -136,3 +138,51 @@ def test_format_table_lists_every_round(splits, tmp_path):
     assert "remaining %" in lines[0] and "early-stop it" in lines[0]
     assert lines[1].split()[:2] == ["0", "100.00"]
     assert lines[2].split()[0] == "1"
+
+
+@pytest.mark.parametrize("reset, offset", [("lr_rewind", 10), ("finetune", 40)])
+def test_lr_rewind_and_finetune_keep_trained_weights_and_shift_the_schedule(splits, tmp_path, reset,
+                                                                            offset):
+    config = tiny_training(train_steps=40, lr_milestones=(20,), lr_gamma=0.1, eval_every=10)
+    training.configure_runtime(0)
+    model = tfl.wrap(tiny_model())
+    starts, rates = {}, {}
+    original = training.Trainer.train
+
+    def record_rates(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        schedule = self.optimizer.learning_rate  # the schedule at the run's last iteration
+        rates[len(rates)] = (int(self.optimizer.iterations.numpy()), float(schedule))
+        return result
+
+    training.Trainer.train = record_rates
+    try:
+        records = imp.run_rounds(
+            model, splits, rounds=1, training_config=config, pruning_config=PRUNING, reset=reset,
+            rewind_step=10, experiment_dir=tmp_path,
+            on_round_start=lambda r, m: starts.setdefault(r, (tfl.raw_weights(m), tfl.get_masks(m))))
+    finally:
+        training.Trainer.train = original
+    assert [r["train_steps"] for r in records] == [40, 30]
+    weights, masks = starts[1]  # round 1 starts from round 0's trained weights, pruned
+    restored = tfl.wrap(tiny_model())
+    checkpoints.restore_model(restored, results.round_dir(tmp_path, 0))
+    for key, value in tfl.raw_weights(restored).items():
+        np.testing.assert_array_equal(weights[key], value)
+        assert masks[key].sum() < masks[key].size
+    # The schedule replays from `offset`: after round 1's 30 iterations it is at 30 + offset.
+    schedule = training.WarmupPiecewise(config.learning_rate, 0, (20,), 0.1)
+    assert rates[1][0] == 30
+    assert rates[1][1] == pytest.approx(float(schedule(30 + offset)))
+    assert rates[0][1] == pytest.approx(float(schedule(40)))
+    expected = [float(schedule(i + offset)) for i in range(30)]
+    shifted = training.WarmupPiecewise(config.learning_rate, 0, (20,), 0.1)
+    shifted.offset = tf.constant(offset, tf.int64)
+    assert [float(shifted(i)) for i in range(30)] == pytest.approx(expected)
+
+
+def test_lr_rewind_needs_a_step_before_the_end():
+    with pytest.raises(tfl.ConfigError, match="rewind_step: must be below train_steps=100 with --reset=finetune"):
+        tfl.ExperimentConfig.from_flat(train_steps=100, reset="finetune", rewind_step=100)
+    assert tfl.ExperimentConfig.from_flat(reset="lr_rewind", rewind_step=500).name().startswith(
+        "imp_lenet_mnist_lr_rewind500_")

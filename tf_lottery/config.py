@@ -21,7 +21,7 @@ from tf_lottery.settings import ConfigError, Settings, flag_fields, flag_name, s
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainingConfig", "PruningConfig",
            "LotteryConfig", "RunConfig", "ExperimentConfig"]
 
-RESETS = ("init", "rewind")
+RESETS = ("init", "rewind", "lr_rewind", "finetune")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -243,8 +243,12 @@ class LotteryConfig(Settings):
     """The IMP rounds: how many, what the survivors are reset to, and what runs beside them."""
     rounds: int = setting(12, "Pruning rounds after the dense round 0.", "int",
                           check=(lambda v: v >= 0, "must be >= 0"))
-    reset: str = setting("init", "init (theta_0) or rewind (theta_k).", "str", choices=RESETS)
-    rewind_step: int = setting(0, "k for --reset=rewind, in iterations (500) or epochs (2ep).", "steps")
+    reset: str = setting("init", "What pruned rounds start from: init (theta_0), rewind (theta_k), "
+                         "lr_rewind (the trained weights, the learning-rate schedule replayed from k for "
+                         "train_steps - k iterations) or finetune (the trained weights at the final "
+                         "learning rate for train_steps - k iterations).", "str", choices=RESETS)
+    rewind_step: int = setting(0, "k for --reset=rewind, lr_rewind and finetune, in iterations (500) or "
+                               "epochs (2ep).", "steps")
     initial_mask: str | None = setting(
         None, "An .npz of 0/1 masks (e.g. a round's mask.npz) that round 0 starts from.", "str")
     controls: tuple = setting(
@@ -256,8 +260,8 @@ class LotteryConfig(Settings):
                               "int", check=(lambda v: v >= 1, "must be >= 1"), result=False)
 
     def check(self):
-        if self.reset != "rewind" and self.rewind_step != 0:
-            self.fail("rewind_step", "is only used with --reset=rewind")
+        if self.reset == "init" and self.rewind_step != 0:
+            self.fail("rewind_step", "is only used with --reset=rewind, lr_rewind or finetune")
         try:
             controls.parse_specs(self.controls, self.rounds)
         except ValueError as error:
@@ -317,6 +321,10 @@ class ExperimentConfig:
                 0 <= lottery.rewind_step <= training.train_steps):
             raise ConfigError("rewind_step", f"must be in [0, train_steps={training.train_steps}], "
                                              f"got {lottery.rewind_step!r}")
+        if lottery.reset in ("lr_rewind", "finetune") and lottery.rewind_step == training.train_steps:
+            raise ConfigError("rewind_step", f"must be below train_steps={training.train_steps} with "
+                                             f"--reset={lottery.reset}: rounds train train_steps - "
+                                             "rewind_step iterations")
 
     @classmethod
     def from_flat(cls, values=None, **more):
@@ -402,7 +410,7 @@ class ExperimentConfig:
         parts = [program, self.model.name, self.data.dataset]
         if program == "imp":
             lottery = self.lottery
-            parts.append(lottery.reset if lottery.reset == "init" else f"rewind{lottery.rewind_step}")
+            parts.append(lottery.reset if lottery.reset == "init" else f"{lottery.reset}{lottery.rewind_step}")
         return "_".join(parts + [self.config_hash()])
 
     def directory(self, program="imp"):

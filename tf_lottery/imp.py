@@ -17,6 +17,9 @@ from tf_lottery.results import checkpoints
 from tf_lottery.results import library
 
 
+KEEP_TRAINED = ("lr_rewind", "finetune")  # resets that keep the trained weights
+
+
 def _last_good_round(records, before):
     good = [rec["round"] for rec in records if rec["round"] < before and not rec.get("failed")]
     if not good:
@@ -37,7 +40,13 @@ def prune_masks(context, weights, masks, round_index):
 
 
 class ImpBranch(round_loop.Branch):
-    """Round 0 trains as given; round r prunes round r-1's survivors by magnitude and resets them."""
+    """Round 0 trains as given; round r prunes round r-1's survivors by magnitude and resets them.
+
+    With reset 'lr_rewind' or 'finetune' the survivors keep their trained
+    values and round r trains train_steps - rewind_step iterations: with the
+    learning-rate schedule replayed from iteration rewind_step (Renda et al.
+    2020), or at the schedule's final rate.
+    """
 
     def __init__(self, context, reset="init", rewind_step=0):
         super().__init__(context)
@@ -48,6 +57,13 @@ class ImpBranch(round_loop.Branch):
         if round_index == 0 and self.reset == "rewind" and self.rewind_step > 0:
             return {self.rewind_step: self.context.reset_point.capture}
         return {}
+
+    def train_options(self, round_index):
+        if round_index == 0 or self.reset not in KEEP_TRAINED:
+            return {}
+        steps = self.context.training_config.train_steps
+        return {"steps": steps - self.rewind_step,
+                "lr_offset": self.rewind_step if self.reset == "lr_rewind" else steps}
 
     def start(self, round_index, records):
         context = self.context
@@ -62,7 +78,8 @@ class ImpBranch(round_loop.Branch):
         model_ops.set_masks(context.model, prune_masks(
             context, model_ops.effective_weights(context.model), model_ops.get_masks(context.model),
             round_index))
-        context.reset_point.restore()
+        if self.reset not in KEEP_TRAINED:
+            context.reset_point.restore()
 
 
 def run_rounds(model, train_data, validation_data=None, test_data=None, *, rounds, experiment_dir,

@@ -132,8 +132,13 @@ def aggregate(runs, field, control=None):
 
 
 def _ticket_label(config):
-    if config.get("reset") == "rewind":
-        return f"IMP ticket (rewind to iteration {config.get('rewind_step')})"
+    reset, k = config.get("reset"), config.get("rewind_step")
+    if reset == "rewind":
+        return f"IMP ticket (rewind to iteration {k})"
+    if reset == "lr_rewind":
+        return f"IMP, trained weights (learning rate rewound to iteration {k})"
+    if reset == "finetune":
+        return "IMP, trained weights (fine-tuned)"
     return r"IMP ticket (reset to $\theta_0$)"
 
 

@@ -89,8 +89,11 @@ def layer_table(records):
 
 def describe(config):
     """One sentence with the experiment's setup."""
-    reset = ("reset to theta_0" if config.get("reset") == "init"
-             else f"rewound to iteration {config.get('rewind_step')}")
+    k = config.get("rewind_step")
+    reset = {"init": "reset to theta_0", "rewind": f"rewound to iteration {k}",
+             "lr_rewind": f"kept trained, learning-rate schedule rewound to iteration {k}",
+             "finetune": "kept trained, fine-tuned at the final learning rate"}.get(config.get("reset"),
+                                                                                    config.get("reset"))
     output = config.get("output_prune_fraction")
     output = f", {100 * output:g}% of the output layer" if output is not None else ""
     conv = config.get("conv_prune_fraction")

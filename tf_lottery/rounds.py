@@ -109,6 +109,10 @@ class Branch:
         """{iteration: callable(iteration)} run during the round's training."""
         return {}
 
+    def train_options(self, round_index):
+        """Keyword arguments of Trainer.train for the round (its length, the schedule's offset)."""
+        return {}
+
     def log_name(self, round_index):
         return f"round {round_index}" if self.name is None else f"{self.name} round {round_index}"
 
@@ -120,7 +124,7 @@ def _sparsity_record(round_index, model):
 
 
 def train_round(trainer, model, directory, round_index, *, name, hooks=None, on_nan="stop",
-                on_stop=None, callbacks=(), verbose=0):
+                on_stop=None, callbacks=(), verbose=0, options=None):
     """Trains one round in `directory`, writes it (metrics last) and returns its record.
 
     The record holds the round's sparsity and the trainer's summary. A
@@ -130,7 +134,7 @@ def train_round(trainer, model, directory, round_index, *, name, hooks=None, on_
     """
     try:
         result = trainer.train(directory=directory, hooks=hooks, name=name, callbacks=callbacks,
-                               verbose=verbose)
+                               verbose=verbose, **(options or {}))
     except FloatingPointError as error:
         record = {**_sparsity_record(round_index, model), "failed": True, "error": str(error)}
         if on_nan == "stop":
@@ -171,7 +175,7 @@ def run_branch(branch, on_round_start=None):
             trainer, model, directory, r, name=branch.log_name(r), hooks=branch.hooks(r),
             on_nan=context.on_nan, on_stop=lambda rec: results.update_summary(
                 context.experiment_dir, records + [rec], control=branch.name),
-            callbacks=context.callbacks, verbose=context.verbose)
+            callbacks=context.callbacks, verbose=context.verbose, options=branch.train_options(r))
         records.append(record)
         branch.trained.append(r)
         if context.verbose:

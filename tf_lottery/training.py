@@ -96,8 +96,11 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = warmup_steps
         self.milestones = tuple(milestones)
         self.gamma = gamma
+        self.offset = None  # an int64 variable added to the step (the Trainer's lr_offset), if set
 
     def __call__(self, step):
+        if self.offset is not None:
+            step = tf.cast(step, tf.int64) + self.offset
         step = tf.cast(step, tf.float32)
         passed = sum(tf.cast(step > m, tf.float32) for m in self.milestones) if self.milestones else 0.0
         rate = self.rate * tf.pow(self.gamma, passed)
@@ -108,6 +111,12 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"rate": self.rate, "warmup_steps": self.warmup_steps,
                 "milestones": list(self.milestones), "gamma": self.gamma}
+
+
+def _learning_rate_of(optimizer):
+    """The learning rate (a float, variable or schedule) an optimizer (or a loss-scaled one) uses."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return getattr(optimizer, "_learning_rate", None)
 
 
 def make_optimizer(config):
@@ -176,6 +185,11 @@ class Trainer:
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
             self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+            # Added to the step the learning-rate schedule sees (IMP's lr_rewind and finetune resets).
+            self.lr_offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="lr_offset")
+        self._schedule = _learning_rate_of(self.optimizer)
+        if isinstance(self._schedule, WarmupPiecewise):
+            self._schedule.offset = self.lr_offset
         self._fresh_optimizer = [v.numpy() for v in self.optimizer.variables]
         self._loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction="sum")
@@ -356,8 +370,13 @@ class Trainer:
             return self._evaluate_arrays()
         return {**self._evaluate_split(self._val, "val"), **self._evaluate_split(self._test, "test")}
 
-    def train(self, directory=None, hooks=None, name="train", callbacks=None, verbose=0):
+    def train(self, directory=None, hooks=None, name="train", callbacks=None, verbose=0, steps=None,
+              lr_offset=0):
         """Runs (or, from a checkpoint in `directory`, finishes) one training run.
+
+        `steps` (default: the config's train_steps) is the run's length, and
+        the learning-rate schedule sees iteration i as i + `lr_offset` (a
+        schedule of the TrainingConfig's; a constant rate is unaffected).
 
         With `directory`, checkpoints of model, optimizer and iteration go to
         `directory/ckpt` every `checkpoint_every` iterations and at the end,
@@ -373,26 +392,32 @@ class Trainer:
         on_train_end; setting model.stop_training ends the run after that
         evaluation. `verbose=1` shows a progress bar.
         """
-        return _Run(self, directory, hooks, name, callbacks, verbose).train()
+        if lr_offset and isinstance(self._schedule, keras.optimizers.schedules.LearningRateSchedule) and (
+                not isinstance(self._schedule, WarmupPiecewise)):
+            raise ValueError("lr_offset shifts the TrainingConfig's learning-rate schedule; the compiled "
+                             f"optimizer's {type(self._schedule).__name__} cannot be shifted")
+        self.lr_offset.assign(lr_offset)
+        return _Run(self, directory, hooks, name, callbacks, verbose, steps).train()
 
 
 class _Run:
     """One training run of a Trainer: its checkpoints, progress record and loop."""
 
-    def __init__(self, trainer, directory, hooks, name, callbacks=None, verbose=0):
+    def __init__(self, trainer, directory, hooks, name, callbacks=None, verbose=0, steps=None):
         self.trainer = trainer
         self.config = trainer.config
+        self.steps = self.config.train_steps if steps is None else steps
         self.name = name
         self.callbacks = keras.callbacks.CallbackList(list(callbacks or ()), model=trainer.model)
         self.progress = None
         if verbose:
             shown = ["loss"] + [f"{split}_{name}" for split in ("val", "test") for name in
                                 ["loss", "accuracy"] + [m.name for m in trainer.objective.make_metrics()]]
-            self.progress = keras.utils.Progbar(self.config.train_steps, stateful_metrics=shown)
+            self.progress = keras.utils.Progbar(self.steps, stateful_metrics=shown)
         self.hooks = dict(hooks or {})
-        bad = [k for k in self.hooks if not 0 <= k <= self.config.train_steps]
+        bad = [k for k in self.hooks if not 0 <= k <= self.steps]
         if bad:
-            raise ValueError(f"hook iterations {bad} are outside [0, {self.config.train_steps}]")
+            raise ValueError(f"hook iterations {bad} are outside [0, {self.steps}]")
         self.directory = pathlib.Path(directory) if directory else None
         self.manager = None
         # A stream cannot seek to a step, so its iterator position goes into the checkpoint.
@@ -462,7 +487,7 @@ class _Run:
 
     def _next_stop(self, step):
         c = self.config
-        stops = [c.train_steps, (step // c.eval_every + 1) * c.eval_every]
+        stops = [self.steps, (step // c.eval_every + 1) * c.eval_every]
         if self.manager:
             stops.append((step // c.checkpoint_every + 1) * c.checkpoint_every)
         stops += [k for k in self.hooks if k > step]
@@ -492,7 +517,7 @@ class _Run:
             return iterator[0]
 
         self.callbacks.on_epoch_begin(len(curve) - 1)
-        while step < c.train_steps and not trainer.model.stop_training:
+        while step < self.steps and not trainer.model.stop_training:
             stop = self._next_stop(step)
             while step < stop:
                 n = min(c.steps_per_call, stop - step)
@@ -514,23 +539,23 @@ class _Run:
                     self.progress.update(step, [("loss", chunk_loss / n)])
             if step in self.hooks:
                 self.hooks[step](step)
-            if step % c.eval_every == 0 or step == c.train_steps:
+            if step % c.eval_every == 0 or step == self.steps:
                 train_loss = loss_sum / loss_steps
                 record = {"iteration": step, "train_loss": train_loss, **trainer.evaluate()}
                 curve.append(record)
                 loss_sum, loss_steps = 0.0, 0
-                log = logging.info if len(curve) % 10 == 1 or step == c.train_steps else logging.debug
+                log = logging.info if len(curve) % 10 == 1 or step == self.steps else logging.debug
                 log("%s: iteration %d train loss %.4f val acc %s test acc %s",
                     self.name, step, train_loss, _fmt(record["val_accuracy"]),
                     _fmt(record["test_accuracy"]))
-                self._end_epoch(len(curve) - 2, record, last=step == c.train_steps)
-            if self.manager and (step % c.checkpoint_every == 0 or step == c.train_steps
+                self._end_epoch(len(curve) - 2, record, last=step == self.steps)
+            if self.manager and (step % c.checkpoint_every == 0 or step == self.steps
                                  or trainer.model.stop_training):
                 self._save({"curve": curve, "loss_sum": loss_sum, "loss_steps": loss_steps,
                             "wall_seconds": wall_before + time.perf_counter() - start_time})
         wall = wall_before + time.perf_counter() - start_time
         self.callbacks.on_train_end({k: v for k, v in curve[-1].items() if v is not None})
-        return TrainResult(curve=curve, train_steps=c.train_steps, wall_seconds=wall,
+        return TrainResult(curve=curve, train_steps=self.steps, wall_seconds=wall,
                            objective=trainer.objective)
 
     def _end_epoch(self, epoch, record, last):
