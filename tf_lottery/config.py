@@ -51,6 +51,9 @@ class DataConfig(Settings):
     image_size: int = setting(224, "Side of the square images: imagenet2012's crops, and the size "
                               "image_folder resizes to when its images differ in size.", "int",
                               later=True)
+    train_size: int | None = setting(
+        None, "Train on a seeded subset of this many training examples (after the validation "
+        "hold-out; default: all of them).", "int", check=(lambda v: v >= 1, "must be >= 1"), later=True)
     input_scaling: str = setting(
         "standardize", "How uint8 images become inputs: standardize ((x/255 - mean)/std with the "
         "training split's pixel moments, as OpenLTH), unit_norm (each image scaled to unit L2 norm, as "
@@ -70,10 +73,24 @@ class ModelConfig(Settings):
     hidden: tuple = setting((300, 100), "LeNet hidden widths, e.g. 300,100.", "ints",
                             check=(lambda v: bool(v) and all(w > 0 for w in v),
                                    "must be positive layer widths"))
+    width: float = setting(1.0, "Multiplier of every hidden layer's width (units, filters) of the zoo "
+                           "model.", "float", check=(lambda v: v > 0, "must be > 0"), later=True)
+    dropout: float = setting(0.0, "Dropout rate after each hidden dense layer (lenet, conv2/4/6).",
+                             "float", check=(_fraction(False), "must be in [0, 1)"), later=True)
+
+    def check(self):
+        if self.dropout and not models.accepts_dropout(self.name):
+            takers = [name for name in models.REGISTRY.names() if models.accepts_dropout(name)]
+            self.fail("dropout", f"applies to {', '.join(takers)}, not {self.name}")
 
     def options(self):
         """Keyword arguments of the zoo builder."""
-        return {"hidden": self.hidden} if self.name == "lenet" else {}
+        options = {"hidden": self.hidden} if self.name == "lenet" else {}
+        if self.width != 1:
+            options["width"] = self.width
+        if self.dropout:
+            options["dropout"] = self.dropout
+        return options
 
 
 @dataclasses.dataclass(frozen=True)

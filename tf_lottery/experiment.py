@@ -92,6 +92,7 @@ def prepare(config, program="imp"):
     splits = data.load(config.data.dataset, data_dir=config.data.data_dir,
                        validation_size=config.data.validation_size, seed=config.run.seed,
                        image_size=config.data.image_size)
+    splits = data.with_train_size(splits, config.data.train_size, config.run.seed)
     splits = data.with_scaling(splits, config.data.input_scaling)
     config = config.in_iterations(splits.train_size)
     directory = check_directory(config, program)

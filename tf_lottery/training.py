@@ -206,6 +206,12 @@ class Trainer:
         default_strategy = self.strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
         self.fused = self._jit and default_strategy and self._train_source.in_memory
         self._fused_chunk = tf.function(self._fused_chunk_py, jit_compile=True)
+        # Random layers (dropout) draw from seed generators whose state is not in the model's
+        # checkpoint: every run starts them from their first state and checkpoints them, so a
+        # round's randomness depends only on its steps and a resumed round repeats it.
+        self.rng_states = [generator.state for layer in model._flatten_layers()
+                           for generator in getattr(layer, "_seed_generators", ())]
+        self._fresh_rng = [keras.ops.convert_to_numpy(v) for v in self.rng_states]
         masks = {id(w): m for wrapper in model_ops.wrappers(model) for _, w, m in wrapper.masked_weights}
         # Weight decay acts on the effective weights, so pruned positions still get no gradient.
         self._decayed = [(v, masks.get(id(v))) for v in model.trainable_variables]
@@ -426,6 +432,8 @@ class _Run:
             self.stream = self._batches(0)
         if self.directory:
             data_position = {"data": self.stream} if self.stream is not None else {}
+            if trainer.rng_states:
+                data_position["rng"] = list(trainer.rng_states)
             checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
                                              iteration=trainer.iteration, **data_position)
             self.manager = tf.train.CheckpointManager(
@@ -496,6 +504,8 @@ class _Run:
     def train(self):
         c, trainer = self.config, self.trainer
         for variable, value in zip(trainer.optimizer.variables, trainer._fresh_optimizer):
+            variable.assign(value)
+        for variable, value in zip(trainer.rng_states, trainer._fresh_rng):
             variable.assign(value)
         trainer.iteration.assign(0)
         progress = self._restore()

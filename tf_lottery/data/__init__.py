@@ -5,7 +5,8 @@
 import numpy as np
 
 from tf_lottery.data.splits import (INPUT_SCALINGS, REGISTRY, DataError, InMemoryDataset, Splits, hold_out,
-                                    pixel_stats, takes_image_size, with_scaling)
+                                    pixel_stats, takes_image_size, with_scaling,
+                                    with_train_size)
 from tf_lottery.data.tfds import LocalOrTfds
 # The source modules register their datasets on import, in this order.
 from tf_lottery.data.idx import bundled_dir, read_idx, read_idx_dir
@@ -25,7 +26,7 @@ __all__ = [
     "imagenet_train_image", "as_splits", "load", "load_imagenet", "pixel_stats", "read_cifar_dir", "read_idx",
     "read_idx_dir",
     "CIFAR10_CLASSES", "ImageFolder", "StreamedImageFolder", "decode_image", "takes_image_size",
-    "INPUT_SCALINGS", "with_scaling",
+    "INPUT_SCALINGS", "with_scaling", "with_train_size",
 ]
 
 

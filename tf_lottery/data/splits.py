@@ -121,6 +121,23 @@ def with_scaling(splits, scaling):
     return dataclasses.replace(splits, scaling=scaling)
 
 
+def with_train_size(splits, size, seed):
+    """`splits` training on a seeded subset of `size` of its training examples (kept in order),
+    with mean and std measured on that subset; DataError naming train_size if it cannot."""
+    if size is None:
+        return splits
+    if not isinstance(splits, Splits) or splits.scaled:
+        raise DataError(f"train_size applies to datasets held in memory as uint8 images; "
+                        f"'{splits.name}' is streamed or already scaled")
+    if size > splits.train_size:
+        raise DataError(f"train_size={size} is more than the {splits.train_size} training examples of "
+                        f"'{splits.name}' left after the validation hold-out")
+    keep = np.sort(np.random.default_rng([seed, size]).permutation(splits.train_size)[:size])
+    train_x = splits.train_x[keep]
+    mean, std = pixel_stats(train_x)
+    return dataclasses.replace(splits, train_x=train_x, train_y=splits.train_y[keep], mean=mean, std=std)
+
+
 def pixel_stats(images):
     """(mean, std) of uint8 pixels scaled to [0, 1], as exact float64 moments."""
     # A histogram of the 256 pixel values gives exact float64 moments without a float copy.
