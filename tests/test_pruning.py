@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf_lottery as tfl
-from tf_lottery import pruning
+from tf_lottery import atomic, pruning
 
 
 def _np(masks):
@@ -134,7 +134,7 @@ def test_registries_name_the_axes_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[0] == (
         "('unstructured', 'neuron', 'filter', 'channel', 'block', 'n_of_m') ('magnitude', 'random') "
-        "('layer', 'global') ('geometric', 'polynomial', 'constant') False")
+        "('layer', 'global', 'erk') ('geometric', 'polynomial', 'constant') False")
     global_ok = [s for s in pruning.STRUCTURES if pruning.STRUCTURES.get(s).global_scope]
     assert global_ok == ["unstructured", "block"]
     assert pruning.STRUCTURE_NORMS == ("l1", "l2") and pruning.BLOCK_POOLINGS == ("avg", "max")
@@ -172,3 +172,38 @@ def test_a_structure_is_added_by_registration_alone():
     finally:
         pruning.STRUCTURES.unregister("row_pairs")
     assert "row_pairs" not in pruning.STRUCTURES
+
+
+def test_erk_densities_keep_the_overall_density_and_cap_small_layers():
+    from tf_lottery.pruning.scopes import erk_densities
+    shapes = {"fc1": (784, 300), "fc2": (300, 100), "out": (100, 10)}
+    sizes = {k: a * b for k, (a, b) in shapes.items()}
+    low = erk_densities(shapes, 0.05)
+    assert sum(low[k] * sizes[k] for k in shapes) == pytest.approx(0.05 * sum(sizes.values()))
+    score = {k: sum(s) / sizes[k] for k, s in shapes.items()}
+    assert low["fc2"] / low["fc1"] == pytest.approx(score["fc2"] / score["fc1"])
+    high = erk_densities(shapes, 0.3)  # the output layer would exceed 1: dense, the rest rescaled
+    assert high["out"] == 1.0 and high["fc1"] < high["fc2"] < 1
+    assert sum(high[k] * sizes[k] for k in shapes) == pytest.approx(0.3 * sum(sizes.values()))
+    conv = erk_densities({"conv": (3, 3, 3, 64), "fc": (4096, 256)}, 0.1)
+    assert conv["conv"] / conv["fc"] == pytest.approx((73 / 1728) / (4352 / (4096 * 256)))
+    assert erk_densities(shapes, 1.0) == {k: 1.0 for k in shapes}
+
+
+def test_imp_with_erk_keeps_each_tensors_erk_count(splits, tmp_path):
+    from tf_lottery import imp, training
+    from tf_lottery.pruning.scopes import erk_densities
+    from conftest import tiny_model, tiny_training
+    training.configure_runtime(0)
+    model = tfl.wrap(tiny_model())
+    shapes = {k: v.shape for k, v in tfl.raw_weights(model).items()}
+    imp.run_rounds(model, splits, rounds=2, training_config=tiny_training(train_steps=20),
+                   pruning_config=tfl.PruningConfig(fraction=0.4, scope="erk"), experiment_dir=tmp_path)
+    for r in (1, 2):
+        masks = atomic.read_npz(tmp_path / f"round_{r:02d}" / "mask.npz")
+        densities = erk_densities(shapes, 0.6 ** r)
+        for key, mask in masks.items():
+            n = mask.size
+            assert mask.sum() == n - pruning.prune_count(n, 1.0 - densities[key]), (r, key)
+    with pytest.raises(tfl.ConfigError, match="scope: erk spreads one overall density"):
+        tfl.PruningConfig(scope="erk", conv_fraction=0.1)

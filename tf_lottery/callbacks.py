@@ -187,9 +187,13 @@ class PruneDuringFit(keras.callbacks.Callback):
     def _prune(self, iteration, step, sparsity):
         config = self.config
         masks = model_ops.get_masks(self.model)
+        weights = model_ops.effective_weights(self.model)
+        densities = {key: 1.0 - sparsity for key in self._keys}
+        distribution = getattr(pruning.SCOPES.get(config.scope), "distribution", None)
+        if distribution is not None and sparsity > 0:
+            densities = distribution({key: weights[key].shape for key in self._keys}, 1.0 - sparsity)
         new = pruning.prune(
-            model_ops.effective_weights(self.model), masks,
-            densities={key: 1.0 - sparsity for key in self._keys}, scope=config.scope,
+            weights, masks, densities=densities, scope=config.scope,
             criterion=config.criterion, structure=self._structures,
             n_of_m=config.n_of_m, seed=config.seed + step, **config.structure_options())
         new = {key: np.asarray(new[key]) for key in self._keys}

@@ -221,10 +221,13 @@ class PruningConfig(Settings):
         return begin, end
 
     def check(self):
+        if self.scope == "erk" and (self.conv_fraction is not None or self.output_fraction is not None):
+            self.fail("scope", "erk spreads one overall density over all tensors, so "
+                               "--conv_prune_fraction and --output_prune_fraction do not apply")
         if self.gmp_begin_step is not None and self.gmp_end_step is not None and (
                 self.gmp_end_step <= self.gmp_begin_step):
             self.fail("gmp_end_step", f"must be after gmp_begin_step={self.gmp_begin_step}")
-        if self.scope != "layer" and not pruning.STRUCTURES.get(self.structure).global_scope:
+        if self.scope == "global" and not pruning.STRUCTURES.get(self.structure).global_scope:
             allowed = [s for s in pruning.STRUCTURES.names() if pruning.STRUCTURES.get(s).global_scope]
             self.fail("scope", f"{self.scope} scope compares scores across tensors, which only makes "
                                f"sense for structure {' or '.join(allowed)} (structure is "

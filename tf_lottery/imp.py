@@ -31,7 +31,8 @@ def prune_masks(context, weights, masks, round_index):
     """The masks of round `round_index`: the round's amounts (schedule) removed from `masks` by `weights`."""
     config = context.pruning_config
     measure, amounts = schedules.round_amounts(
-        config, context.rounds, round_index, context.keys, context.output_key, context.conv_keys)
+        config, context.rounds, round_index, context.keys, context.output_key, context.conv_keys,
+        shapes={k: w.shape for k, w in weights.items()})
     new_masks = pruning.prune(
         weights, masks, **{measure: amounts}, scope=config.scope, criterion=config.criterion,
         structure=context.structures(), n_of_m=config.n_of_m, seed=config.seed + round_index,

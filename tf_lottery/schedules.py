@@ -10,6 +10,7 @@ ConstantSparsity jumps to it at round 1. Each entry of SCHEDULES maps
 
 from etils import epy
 
+from tf_lottery.pruning.scopes import SCOPES
 from tf_lottery.registry import Registry
 
 with epy.lazy_imports():
@@ -46,17 +47,27 @@ def tfmot_schedule(pruning_config, rounds):
     return SCHEDULES.get(schedule)(pruning_config, rounds)
 
 
-def round_amounts(pruning_config, rounds, round_index, keys, output_key=None, conv_keys=()):
+def round_amounts(pruning_config, rounds, round_index, keys, output_key=None, conv_keys=(), shapes=None):
     """('fractions', {key: rate}) or ('densities', {key: target density}) for one round.
 
     Returns ('densities', {}) when a TF-MOT schedule does not prune at this round.
+    With a scope that has a distribution (erk), the round's overall density
+    ((1 - prune_fraction)^round, or 1 - the schedule's sparsity) is spread
+    over the tensors by it, from their `shapes` {key: shape}.
     """
     schedule = tfmot_schedule(pruning_config, rounds)
     fractions = pruning_config.fractions(keys, output_key, conv_keys)
+    distribution = getattr(SCOPES.get(getattr(pruning_config, "scope", "layer")), "distribution", None)
     if schedule is None:
-        return "fractions", fractions
-    should_prune, sparsity = schedule(round_index)
-    if not bool(should_prune):
-        return "densities", {}
+        if distribution is None:
+            return "fractions", fractions
+        overall = (1.0 - pruning_config.fraction) ** round_index
+    else:
+        should_prune, sparsity = schedule(round_index)
+        if not bool(should_prune):
+            return "densities", {}
+        overall = 1.0 - float(sparsity)
     # The keys the config prunes are those it gives a rate.
-    return "densities", {key: 1.0 - float(sparsity) for key in fractions}
+    if distribution is not None:
+        return "densities", distribution({key: tuple(shapes[key]) for key in fractions}, overall)
+    return "densities", {key: overall for key in fractions}
