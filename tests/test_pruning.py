@@ -185,7 +185,7 @@ def test_erk_densities_keep_the_overall_density_and_cap_small_layers():
     high = erk_densities(shapes, 0.3)  # the output layer would exceed 1: dense, the rest rescaled
     assert high["out"] == 1.0 and high["fc1"] < high["fc2"] < 1
     assert sum(high[k] * sizes[k] for k in shapes) == pytest.approx(0.3 * sum(sizes.values()))
-    conv = erk_densities({"conv": (3, 3, 3, 64), "fc": (4096, 256)}, 0.1)
+    conv = erk_densities({"conv": (3, 3, 3, 64), "fc": (4096, 256)}, 0.05)
     assert conv["conv"] / conv["fc"] == pytest.approx((73 / 1728) / (4352 / (4096 * 256)))
     assert erk_densities(shapes, 1.0) == {k: 1.0 for k in shapes}
 
