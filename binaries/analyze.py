@@ -151,13 +151,15 @@ def format_rewind_search(search):
     lines = [f"round {search['round']} mask ({100 * search['remaining_fraction']:.2f}% remaining), "
              f"data seeds {search['data_seeds'][0]} and {search['data_seeds'][1]}, "
              f"{search['points']} points, threshold {search['threshold']}",
-             f"{'rewind it':>9}  {'instability':>11}  {'error A':>8}  {'error B':>8}  "
+             f"{'rewind it':>9}  {'test acc':>8}  {'instability':>11}  {'error A':>8}  {'error B':>8}  "
              f"{'max error':>9}  {'L2 dist':>8}  {'rel dist':>8}"]
     for row in search["candidates"]:
-        lines.append(f"{row['iteration']:>9}  {row['instability']:>11.4f}  "
+        lines.append(f"{row['iteration']:>9}  {row['test_accuracy']:>8.4f}  {row['instability']:>11.4f}  "
                      f"{row['end_errors'][0]:>8.4f}  {row['end_errors'][1]:>8.4f}  "
                      f"{row['max_error']:>9.4f}  "
                      f"{row['l2_distance']:>8.3f}  {row['relative_distance']:>8.4f}")
+    lines.append(f"highest test accuracy at early stop (mean of the copies): iteration "
+                 f"{search['picks']['accuracy']}")
     k = search["earliest_stable"]
     if k is None:
         lines.append(f"no candidate is stable (instability < {search['threshold']}); "

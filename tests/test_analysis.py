@@ -147,8 +147,19 @@ def test_rewind_search_binary_and_its_cache(experiment_dir, monkeypatch):
     search = json.loads(analyses.rewind_search_path(experiment_dir, 2).read_text())
     assert [row["iteration"] for row in search["candidates"]] == [0, 20, 40]
     assert search["earliest_stable"] == analysis.earliest_stable(search["candidates"], 0.5)
+    for row in search["candidates"]:  # each candidate's two copies, trained, with their accuracy
+        assert [c["data_seed"] for c in row["copies"]] == [1, 2]
+        assert row["test_accuracy"] == pytest.approx(np.mean([c["early_stop_test_accuracy"]
+                                                              for c in row["copies"]]))
+    best = max(search["candidates"], key=lambda row: (row["test_accuracy"], -row["iteration"]))
+    assert search["picks"] == {"instability": search["earliest_stable"], "accuracy": best["iteration"]}
+    assert f"highest test accuracy at early stop (mean of the copies): iteration {best['iteration']}" in result.stdout
+    plotted = run_binary("analyze", "plots", f"--experiment_dir={experiment_dir}")
+    assert plotted.returncode == 0, plotted.stderr
+    assert (experiment_dir / "plots" / "rewind_search_round_02.png").is_file()
+    assert "the highest accuracy at iteration" in (experiment_dir / "report.md").read_text()
     table = result.stdout.splitlines()
-    assert table[1].split()[:2] == ["rewind", "it"]
+    assert table[1].split()[:4] == ["rewind", "it", "test", "acc"]
     assert [line.split()[0] for line in table[2:5]] == ["0", "20", "40"]
     if search["earliest_stable"] not in (None, 0):
         assert f"--reset=rewind --rewind_step={search['earliest_stable']}" in search["command"]

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import pathlib
 
+import numpy as np
 from etils import epy
 
 from tf_lottery import analysis
@@ -75,21 +76,25 @@ def stability(model, splits, training_config, start, data_seeds, points=30, log_
 
     The model keeps its masks; a fresh optimizer is used per copy. Returns
     analysis.linear_mode_connectivity() of the two trained effective weight
-    sets, with test error as the error.
+    sets, with test error as the error, and under 'copies' each copy's
+    early-stop iteration and test accuracy at early stop and at the end.
     """
-    trained, trainer = [], None
+    trained, trainer, copies = [], None, []
     for seed in data_seeds:
         set_state(model, start)
         trainer = training.Trainer(model, splits, dataclasses.replace(training_config, data_seed=seed))
-        trainer.train(name=f"{log_name} with data seed {seed}")
+        summary = trainer.train(name=f"{log_name} with data seed {seed}").summary()
+        copies.append({"data_seed": seed, **{k: summary[k] for k in (
+            "early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy")}})
         trained.append(get_state(model))
 
     def test_error(state):
         set_state(model, state)
         return 1.0 - trainer.evaluate()["test_accuracy"]
 
-    return analysis.linear_mode_connectivity(trained[0], trained[1], test_error, points,
-                                             distance_keys=trainable_keys(model))
+    connectivity = analysis.linear_mode_connectivity(trained[0], trained[1], test_error, points,
+                                                     distance_keys=trainable_keys(model))
+    return {**connectivity, "copies": copies}
 
 
 def check_round(prepared, round_index):
@@ -205,9 +210,12 @@ def rewind_search(prepared, round_index, candidates, threshold=0.02, data_seeds=
     """Instability of round `round_index`'s mask rewound to each candidate iteration, earliest stable.
 
     For each k: the round's masks on the weights of iteration k of round 0
-    (see rewind_points), two copies trained with `data_seeds`, and the line
-    between them. Writes analysis/rewind_search_round_XX.json and returns it,
-    with the lottery command that runs IMP rewinding to the earliest stable k.
+    (see rewind_points), two copies trained with `data_seeds`, their test
+    accuracy, and the line between them. Writes
+    analysis/rewind_search_round_XX.json and returns it, with the point each
+    criterion picks ('instability': the earliest stable k; 'accuracy': the k
+    whose copies reach the highest mean test accuracy at early stop) and the
+    lottery command that runs IMP rewinding to the earliest stable k.
     """
     seeds = [int(s) for s in data_seeds]
     iterations = sorted({int(k) for k in candidates})
@@ -227,9 +235,13 @@ def rewind_search(prepared, round_index, candidates, threshold=0.02, data_seeds=
         result = stability(model, prepared.splits, prepared.config.resolved_training(), states[k], seeds,
                            points, log_name=f"rewind to {k}")
         rows.append({"iteration": k, **result})
+    for row in rows:
+        row["test_accuracy"] = float(np.mean([c["early_stop_test_accuracy"] for c in row["copies"]]))
     best = analysis.earliest_stable(rows, threshold)
+    picks = {"instability": best,
+             "accuracy": max(rows, key=lambda row: (row["test_accuracy"], -row["iteration"]))["iteration"]}
     search = {"round": round_index, "remaining_fraction": record["remaining_fraction"],
               "threshold": threshold, "data_seeds": seeds, "points": points, "candidates": rows,
-              "earliest_stable": best, "command": rewind_command(prepared, best)}
+              "earliest_stable": best, "picks": picks, "command": rewind_command(prepared, best)}
     atomic.write_json(analyses.rewind_search_path(prepared.directory, round_index), search)
     return search

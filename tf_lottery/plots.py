@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from tf_lottery import atomic
 from tf_lottery import results
+from tf_lottery.results import analyses
 from tf_lottery.settings import ConfigError
 
 CONTROL_LABELS = {"random_reinit": "random reinit (same mask)",
@@ -349,6 +350,40 @@ def plot_first_layer_inputs(runs, out_dir, rounds):
                  f"(sum of the mask over its {width} outputs).")
 
 
+def plot_rewind_search(search, out_dir):
+    """Test accuracy and instability of a round's mask against the iteration it is rewound to."""
+    rows = search["candidates"]
+    iterations = [row["iteration"] for row in rows]
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    accuracy, instability = fig.subplots(1, 2)
+    copies = np.array([[c["early_stop_test_accuracy"] for c in row["copies"]] for row in rows])
+    accuracy.plot(iterations, copies.mean(1), "o-", color="C0", label="mean of the copies")
+    _band(accuracy, iterations, copies.min(1), copies.max(1), "C0")
+    accuracy.set_ylabel("test accuracy at early stop")
+    instability.plot(iterations, [row["instability"] for row in rows], "s-", color="C3")
+    instability.axhline(search["threshold"], color="0.5", linestyle=":", linewidth=0.8,
+                        label=f"threshold {search['threshold']}")
+    instability.set_ylabel("instability (error barrier)")
+    picks = search.get("picks", {"instability": search.get("earliest_stable")})
+    for ax, (criterion, k), color in zip((instability, accuracy), sorted(picks.items(), reverse=True),
+                                         ("C3", "C0")):
+        if k is not None:
+            for axis in (accuracy, instability):
+                axis.axvline(k, color=color, linestyle="--", linewidth=0.8,
+                             label=f"{criterion} picks {k}" if axis is ax else None)
+    for ax in (accuracy, instability):
+        ax.set_xscale("symlog", linthresh=max(1, min(i for i in iterations if i > 0) if any(iterations) else 1))
+        ax.set_xlabel("rewind iteration k")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Round {search['round']}'s mask ({100 * search['remaining_fraction']:.1f}% remaining) "
+                 "rewound to iteration k, two copies trained", fontsize=11)
+    name = f"rewind_search_round_{search['round']:02d}"
+    return save_figure(fig, out_dir, name,
+                       f"Test accuracy and instability of round {search['round']}'s mask against the "
+                       "rewind iteration (band: the two copies).")
+
+
 def write_plots(directories, rounds_to_plot=None):
     """Writes every figure into `first directory/plots/` as PNG and SVG; returns the Plot list."""
     runs = load_runs(directories)
@@ -357,4 +392,8 @@ def write_plots(directories, rounds_to_plot=None):
     plots = [plot_accuracy_vs_remaining(runs, out_dir), plot_early_stop_vs_remaining(runs, out_dir),
              plot_accuracy_curves(runs, out_dir, rounds), plot_layer_remaining(runs, out_dir),
              plot_first_layer_inputs(runs, out_dir, rounds)]
+    for path in analyses.rewind_search_paths(runs[0].directory):
+        search = atomic.read_json(path)
+        if all("copies" in row for row in search["candidates"]):
+            plots.append(plot_rewind_search(search, out_dir))
     return [p for p in plots if p is not None]

@@ -123,14 +123,18 @@ def _analyses(directory, base):
                      f"{rec['instability']:.4f}, relative L2 distance {rec['relative_distance']:.4f}")
     for path in analyses.rewind_search_paths(directory):
         search = atomic.read_json(path)
-        rows = ["| rewind it | instability | max error | end errors | relative L2 distance |",
-                "|" + "---:|" * 5]
-        rows += [f"| {row['iteration']} | {row['instability']:.4f} | {row['max_error']:.4f} | "
+        rows = ["| rewind it | test acc @es (mean of copies) | instability | max error | end errors | "
+                "relative L2 distance |", "|" + "---:|" * 6]
+        rows += [f"| {row['iteration']} | "
+                 + (f"{row['test_accuracy']:.4f}" if "test_accuracy" in row else "")
+                 + f" | {row['instability']:.4f} | {row['max_error']:.4f} | "
                  f"{row['end_errors'][0]:.4f}, {row['end_errors'][1]:.4f} | "
                  f"{row['relative_distance']:.4f} |"
                  for row in search["candidates"]]
         verdict = (f"earliest stable rewind point: iteration {search['earliest_stable']}"
                    if search["earliest_stable"] is not None else "no candidate is stable")
+        if search.get("picks"):
+            verdict += f"; the highest accuracy at iteration {search['picks']['accuracy']}"
         parts.append(f"Rewind-point search on round {search['round']}'s mask "
                      f"({100 * search['remaining_fraction']:.2f}% remaining; "
                      f"threshold {search['threshold']}, "
