@@ -331,3 +331,31 @@ def test_gmp_and_early_bird_reach_imp_counts(finished, monkeypatch):
     for k in main:
         np.testing.assert_array_equal(weights[k], finished["theta0"][k])
         assert masks[k].sum() == main[k].sum()
+
+
+def test_reshuffle_and_signed_constant_keep_the_mask_and_derive_values_from_theta0(finished, monkeypatch):
+    starts = {}
+    original = rounds.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
+        return original(trainer, model, directory_, round_index, **kwargs)
+
+    monkeypatch.setattr(rounds, "train_round", capture)
+    directory = finished["dir"]
+    controls.run_controls(tfl.wrap(tiny_model()), finished["splits"],
+                          names=("reshuffle@2", "reshuffle.2@2", "signed_constant@2"), rounds=2,
+                          training_config=finished["config"], pruning_config=PRUNING,
+                          experiment_dir=directory)
+    main, theta0 = _main_mask(directory, 2), finished["theta0"]
+    for name in ("reshuffle", "reshuffle.2", "signed_constant"):
+        weights, masks = starts[f"{name} round 2"]
+        for k in main:
+            np.testing.assert_array_equal(masks[k], main[k])
+    for k in main:
+        kept = main[k] == 1
+        first, second = (starts[f"{n} round 2"][0][k][kept] for n in ("reshuffle", "reshuffle.2"))
+        np.testing.assert_array_equal(np.sort(first), np.sort(theta0[k][kept]))  # the same multiset
+        assert not np.array_equal(first, theta0[k][kept]) and not np.array_equal(first, second)
+        signed = starts["signed_constant round 2"][0][k][kept]
+        np.testing.assert_allclose(signed, np.sign(theta0[k][kept]) * np.std(theta0[k]), rtol=1e-6)

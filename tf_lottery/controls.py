@@ -9,6 +9,10 @@
   r's per-tensor sparsity by the scores of tf_lottery.pruning.saliency (SNIP
   and GraSP on the first --saliency_batches training batches; SynFlow on no
   data, in --synflow_iterations steps), then trained once.
+- reshuffle: round r's mask, its surviving reset-point values permuted
+  within each tensor; signed_constant: round r's mask, each survivor set to
+  its reset-point sign times the tensor's reset-point standard deviation
+  (Zhou et al. 2019).
 - gmp: gradual magnitude pruning during one training run from the reset
   point, on TF-MOT's PolynomialDecay, to round r's per-tensor sparsity.
 - early_bird: trained densely from the reset point until the magnitude
@@ -51,6 +55,7 @@ CONTROLS = Registry("control")
 # Bases of the controls' random draws, offset by the experiment's seed and the round.
 _REINIT_SEED = 10_000
 _RANDOM_MASK_SEED = 20_000
+_RESHUFFLE_SEED = 30_000
 
 
 _SPEC = re.compile(r"([A-Za-z_]\w*)(?:\.(\d+))?(?:@(\d+(?:\+\d+)*))?")
@@ -226,6 +231,44 @@ class OneShot(Control):
             return {k: v.numpy() for k, v in new.items()}
 
         self.from_trained_dense(one_shot, round_index)
+
+
+class TicketValues(Control):
+    """IMP's round-r mask on values derived from the reset point's, tensor by tensor."""
+
+    def values(self, weight, mask, round_index, index):
+        """The new values of one tensor (only the positions `mask` keeps matter)."""
+        raise NotImplementedError
+
+    def start(self, round_index, records):
+        context = self.context
+        context.reset_point.restore()
+        masks = self.imp_mask(round_index)
+        model_ops.set_masks(context.model, masks)
+        for index, (key, weight, _) in enumerate(sorted(model_ops.masked_weights(context.model),
+                                                        key=lambda item: item[0])):
+            weight.assign(self.values(np.asarray(weight.numpy()), masks[key] == 1, round_index, index))
+
+
+@CONTROLS.register("reshuffle", help="IMP's mask, the surviving reset-point values permuted within each "
+                                     "tensor (Zhou et al. 2019)")
+class Reshuffle(TicketValues):
+    random = True
+
+    def values(self, weight, kept, round_index, index):
+        seed = draw_seed(_RESHUFFLE_SEED, self.context.pruning_config.seed, round_index, self.draw)
+        new = weight.copy()
+        new[kept] = np.random.default_rng([seed, index]).permutation(weight[kept])
+        return new
+
+
+@CONTROLS.register("signed_constant", help="IMP's mask, each survivor its reset-point sign times the "
+                                           "tensor's standard deviation (Zhou et al. 2019)")
+class SignedConstant(TicketValues):
+    def values(self, weight, kept, round_index, index):
+        new = weight.copy()
+        new[kept] = np.sign(weight[kept]) * np.std(weight)
+        return new.astype(weight.dtype)
 
 
 class BeforeTraining(Control):
