@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery import atomic, controls, experiment, imp, pruning, results, rounds, training
+from tf_lottery import atomic, controls, edge_popup, experiment, imp, pruning, results, rounds, training
 from tf_lottery.pruning import saliency
 from tf_lottery.results import checkpoints
 from tf_lottery.study import folder as study_folder
@@ -359,3 +359,35 @@ def test_reshuffle_and_signed_constant_keep_the_mask_and_derive_values_from_thet
         assert not np.array_equal(first, theta0[k][kept]) and not np.array_equal(first, second)
         signed = starts["signed_constant round 2"][0][k][kept]
         np.testing.assert_allclose(signed, np.sign(theta0[k][kept]) * np.std(theta0[k]), rtol=1e-6)
+
+
+def test_edge_popup_moves_only_the_scores(finished, monkeypatch):
+    seen = {}
+    original = rounds.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        before = [v.numpy().copy() for v in model.variables if "score" not in v.path and "mask" not in v.path]
+        scores = {k: s.numpy().copy() for k, (s, _) in edge_popup.scores(model).items()}
+        record = original(trainer, model, directory_, round_index, **kwargs)
+        seen[kwargs["name"]] = (model, before, scores)
+        return record
+
+    monkeypatch.setattr(rounds, "train_round", capture)
+    directory = finished["dir"]
+    controls.run_controls(tfl.wrap(tiny_model()), finished["splits"], names=("edge_popup@2",), rounds=2,
+                          training_config=finished["config"], pruning_config=PRUNING, experiment_dir=directory)
+    model, before, scores = seen["edge_popup round 2"]
+    after = [v.numpy() for v in model.variables if "score" not in v.path and "mask" not in v.path]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)  # weights, biases, snapshots, densities: untouched
+    raw = tfl.raw_weights(model)
+    main = _main_mask(directory, 2)
+    written = atomic.read_npz(results.round_dir(results.control_dir(directory, "edge_popup"), 2) / "mask.npz")
+    for key, (score, _) in edge_popup.scores(model).items():
+        np.testing.assert_array_equal(raw[key], finished["theta0"][key])
+        assert not np.array_equal(score.numpy(), scores[key])  # the scores moved
+        assert written[key].sum() == main[key].sum()
+        chosen = np.abs(score.numpy())
+        assert chosen[written[key] == 1].min() >= chosen[written[key] == 0].max()
+    with pytest.raises(tfl.ConfigError, match="controls: edge_popup chooses single weights"):
+        tfl.ExperimentConfig.from_flat(structure="neuron", controls=["edge_popup"])

@@ -212,6 +212,10 @@ class PruningConfig(Settings):
     early_bird_threshold: float = setting(
         0.1, "Normalised Hamming distance between consecutive masks below which early_bird counts a "
         "mask as settled.", "float", check=(lambda v: 0 < v < 1, "must be in (0, 1)"), result=False)
+    edge_popup_weights: str = setting(
+        "reset_point", "The frozen weights of the edge_popup control: the reset point's, or their "
+        "signs times each tensor's standard deviation.", "str", choices=("reset_point", "signed_constant"),
+        result=False)
     seed: int = setting(0, "Seed of the random criterion (the experiment's --seed).", "int", flag=False)
 
     def gmp_steps(self, train_steps):

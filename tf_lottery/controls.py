@@ -13,6 +13,9 @@
   within each tensor; signed_constant: round r's mask, each survivor set to
   its reset-point sign times the tensor's reset-point standard deviation
   (Zhou et al. 2019).
+- edge_popup: a mask at round r's per-tensor density learned by scores on
+  the frozen reset-point weights (or their signed constants), Ramanujan et
+  al. 2020; the weights never train.
 - gmp: gradual magnitude pruning during one training run from the reset
   point, on TF-MOT's PolynomialDecay, to round r's per-tensor sparsity.
 - early_bird: trained densely from the reset point until the magnitude
@@ -43,9 +46,12 @@ from tf_lottery import rounds as round_loop
 from tf_lottery.registry import Registry
 
 with epy.lazy_imports():  # config reads the registry before TensorFlow may load
+    import keras
     import tensorflow_model_optimization as tfmot
 
+    from tf_lottery import edge_popup
     from tf_lottery import model_ops
+    from tf_lottery import training
     from tf_lottery import pruning
     from tf_lottery.pruning import saliency
     from tf_lottery.results import checkpoints
@@ -56,6 +62,7 @@ CONTROLS = Registry("control")
 _REINIT_SEED = 10_000
 _RANDOM_MASK_SEED = 20_000
 _RESHUFFLE_SEED = 30_000
+_EDGE_POPUP_SEED = 40_000
 
 
 _SPEC = re.compile(r"([A-Za-z_]\w*)(?:\.(\d+))?(?:@(\d+(?:\+\d+)*))?")
@@ -269,6 +276,55 @@ class SignedConstant(TicketValues):
         new = weight.copy()
         new[kept] = np.sign(weight[kept]) * np.std(weight)
         return new.astype(weight.dtype)
+
+
+@CONTROLS.register("edge_popup", help="a mask at IMP's density learned by scores on the frozen reset-point "
+                                      "weights, which never train (Ramanujan et al. 2020)")
+class EdgePopup(Control):
+    """Scores trained on frozen weights; the top |score| fraction of each tensor is its mask.
+
+    The control trains its own copy of the network (edge_popup.wrap of the
+    reset point), so its compiled step is its own; the scores are redrawn
+    (He uniform, seeded by round and draw) at the start of every round, the
+    weights are the reset point's or, with --edge_popup_weights=signed_constant,
+    their signs times each tensor's standard deviation.
+    """
+
+    random = True
+
+    @classmethod
+    def refuse(cls, config):
+        if config.pruning.structure != "unstructured":
+            return "edge_popup chooses single weights; use --structure=unstructured"
+        if config.run.strategy != "default":
+            return "edge_popup trains on one device; use --strategy=default"
+        return None
+
+    def model_for(self, round_index):
+        if getattr(self, "_built", None) is None:
+            context = self.context
+            _dense_from_reset_point(context)
+            model = edge_popup.wrap(model_ops.strip(context.model),
+                                    exclude=context.pruning_config.dense_layers)
+            trainer = training.Trainer(model, context.splits, context.training_config, context.strategy,
+                                       context.objective)
+            self._built = (model, trainer, model_ops.raw_weights(model))
+        return self._built[:2]
+
+    def start(self, round_index, records):
+        model, _ = self.model_for(round_index)
+        config = self.context.pruning_config
+        densities = self.imp_densities(round_index)
+        seed = draw_seed(_EDGE_POPUP_SEED, config.seed, round_index, self.draw)
+        theta = self._built[2]
+        weights = {key: weight for key, weight, _ in model_ops.masked_weights(model)}
+        for index, (key, (score, density)) in enumerate(sorted(edge_popup.scores(model).items())):
+            score.assign(keras.initializers.HeUniform(seed=seed + index)(score.shape))
+            density.assign(densities[key])
+            value = theta[key]
+            if config.edge_popup_weights == "signed_constant":
+                value = (np.sign(value) * np.std(value)).astype(value.dtype)
+            weights[key].assign(value)
 
 
 class BeforeTraining(Control):

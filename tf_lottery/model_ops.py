@@ -81,7 +81,7 @@ def _copy_weights(source, target):
             new.set_weights(old.get_weights())
 
 
-def wrap(model, exclude=(), prunable=None):
+def wrap(model, exclude=(), prunable=None, wrapper=LotteryWrapper):
     """Returns a copy of `model` with a LotteryWrapper around every prunable layer.
 
     Prunable by default: Dense, EinsumDense, Conv and Embedding layers,
@@ -101,6 +101,7 @@ def wrap(model, exclude=(), prunable=None):
         prunable: optional {layer_name: (attribute, ...)} overriding which
             weights of a layer are masked; any layer with weights can be named,
             and a dotted attribute reaches into sublayers ('cell.kernel').
+        wrapper: the LotteryWrapper class to use (edge_popup.EdgePopupWrapper).
     """
     exclude, prunable = set(exclude), dict(prunable or {})
     _check_wrappable(model, exclude | set(prunable))
@@ -112,7 +113,7 @@ def wrap(model, exclude=(), prunable=None):
             return copy
         if builds_from_several_shapes(copy):
             copy.build_from_config(layer.get_build_config())
-        return LotteryWrapper(copy, prunable=attrs)
+        return wrapper(copy, prunable=attrs)
 
     try:
         wrapped = keras.models.clone_model(model, clone_function=clone, recursive=True)

@@ -1,0 +1,83 @@
+"""Edge-popup (Ramanujan et al. 2020): a mask learned on frozen random weights.
+
+`EdgePopupWrapper` is a LotteryWrapper whose masks are not set but chosen in
+every forward pass: each masked weight has a trainable score, and the weights
+whose |score| is among the top `density` of the tensor are used. The
+gradient reaches the scores straight through the choice (d loss / d score =
+d loss / d used weight * weight), and the inner layer's weights never change
+(the layer is frozen). The chosen mask is written to the wrapper's mask
+variable at every call, so `model_ops.get_masks` and the results folder see it.
+"""
+
+import keras
+from keras import ops
+
+from tf_lottery import model_ops
+from tf_lottery.wrapper import LotteryWrapper, _variable_name
+
+
+def top_fraction(scores, density):
+    """A 0/1 mask of the entries of `scores` in the top `density` (a scalar tensor), by value.
+
+    The threshold is the k-th largest value, k = round(density * size) (at
+    least 1), read from a full sort so that k may change between calls.
+    """
+    flat = ops.reshape(scores, [-1])
+    size = flat.shape[0]
+    k = ops.clip(ops.cast(ops.round(density * size), "int32"), 1, size)
+    threshold = ops.take(ops.flip(ops.sort(flat), 0), k - 1)
+    return ops.cast(scores >= threshold, "float32")
+
+
+@keras.saving.register_keras_serializable(package="tf_lottery")
+class EdgePopupWrapper(LotteryWrapper):
+    """A LotteryWrapper with a trainable score per masked weight; see the module doc."""
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._scores = []
+        for attr, weight, _ in self._masked:
+            name = _variable_name(attr)
+            score = self.add_weight(name=f"{name}_score", shape=weight.shape,
+                                    initializer=keras.initializers.HeUniform(), dtype="float32")
+            density = self.add_weight(name=f"{name}_density", shape=(), initializer="ones",
+                                      dtype="float32", trainable=False)
+            setattr(self, f"{name}_score", score)
+            setattr(self, f"{name}_density", density)
+            self._scores.append((score, density))
+        self.layer.trainable = False
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        if self._forward_training:
+            kwargs["training"] = training
+        mapping = []
+        for (_, weight, mask), (score, density) in zip(self._masked, self._scores):
+            chosen = top_fraction(ops.abs(score), density)
+            mask.assign(chosen)
+            straight_through = chosen + score - ops.stop_gradient(score)
+            mapping.append((weight, weight * ops.cast(straight_through, weight.dtype)))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer(inputs, *args, **kwargs)
+        for variable in self.layer.variables:
+            value = scope.get_current_value(variable)
+            if value is not None and id(variable) not in self._masked_ids:
+                variable.assign(value)
+        return outputs
+
+    @property
+    def scores(self):
+        """{key: (score, density)} variables."""
+        return {key: pair for (key, _, _), pair in zip(self.masked_weights, self._scores)}
+
+
+def wrap(plain, exclude=()):
+    """An edge-popup copy of a plain (stripped) model: every layer frozen but the scores."""
+    model = model_ops.wrap(plain, exclude=exclude, wrapper=EdgePopupWrapper)
+    for layer in model_ops.inner_layers(model):  # wrapped layers' inner layers and all others
+        layer.trainable = False
+    return model
+
+
+def scores(model):
+    """{key: (score, density)} over the model's EdgePopupWrappers."""
+    return {key: pair for wrapper in model_ops.wrappers(model) for key, pair in wrapper.scores.items()}
