@@ -1,6 +1,9 @@
 """Shared fixtures: tiny synthetic data and models, so tests run in seconds without downloads."""
 
 import os
+import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -9,6 +12,17 @@ import pytest
 
 import tf_lottery as tfl
 from tf_lottery import data, training
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# A small LeNet on the bundled data, for runs of binaries.lottery.
+SMALL_LOTTERY = ["--dataset=mnist_small", "--validation_size=500", "--hidden=32,16", "--eval_every=20",
+                 "--checkpoint_every=20"]
+
+
+def run_binary(module, *args):
+    """Runs `python -m binaries.MODULE ARGS` from the repository; the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", f"binaries.{module}", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
 
 
 def make_splits(n_train=240, n_val=60, n_test=60, shape=(8, 8, 1), classes=4, seed=0):

@@ -52,6 +52,19 @@ def finished(splits, tmp_path_factory):
             "records": records, "splits": splits, "config": config}
 
 
+def _record_starts(monkeypatch):
+    """{round name: (raw weights, masks)} as each round starts training, filled as rounds run."""
+    starts = {}
+    original = rounds.train_round
+
+    def capture(trainer, model, directory_, round_index, **kwargs):
+        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
+        return original(trainer, model, directory_, round_index, **kwargs)
+
+    monkeypatch.setattr(rounds, "train_round", capture)
+    return starts
+
+
 def _main_mask(directory, r):
     return atomic.read_npz(results.round_dir(directory, r) / "mask.npz")
 
@@ -156,14 +169,7 @@ def test_lottery_controls_flag_and_branch_binary(tmp_path):
 
 
 def test_further_draws_and_chosen_rounds_train_only_those_rounds(finished, monkeypatch):
-    starts = {}
-    original = rounds.train_round
-
-    def capture(trainer, model, directory_, round_index, **kwargs):
-        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
-        return original(trainer, model, directory_, round_index, **kwargs)
-
-    monkeypatch.setattr(rounds, "train_round", capture)
+    starts = _record_starts(monkeypatch)
     directory = finished["dir"]
     records = controls.run_controls(
         tfl.wrap(tiny_model()), finished["splits"], names=("random_reinit.2@2", "random_prune.3@1"),
@@ -334,14 +340,7 @@ def test_gmp_and_early_bird_reach_imp_counts(finished, monkeypatch):
 
 
 def test_reshuffle_and_signed_constant_keep_the_mask_and_derive_values_from_theta0(finished, monkeypatch):
-    starts = {}
-    original = rounds.train_round
-
-    def capture(trainer, model, directory_, round_index, **kwargs):
-        starts[kwargs["name"]] = (tfl.raw_weights(model), tfl.get_masks(model))
-        return original(trainer, model, directory_, round_index, **kwargs)
-
-    monkeypatch.setattr(rounds, "train_round", capture)
+    starts = _record_starts(monkeypatch)
     directory = finished["dir"]
     controls.run_controls(tfl.wrap(tiny_model()), finished["splits"],
                           names=("reshuffle@2", "reshuffle.2@2", "signed_constant@2"), rounds=2,

@@ -2,9 +2,6 @@
 
 import dataclasses
 import json
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,9 +10,7 @@ import tensorflow as tf
 import tf_lottery as tfl
 from tf_lottery import data, input_pipeline
 
-from conftest import make_splits
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import SMALL_LOTTERY, make_splits, run_binary
 
 
 def _sources(splits):
@@ -74,11 +69,8 @@ def test_the_default_keeps_folder_names_and_other_scalings_get_their_own():
 
 def test_the_lottery_binary_trains_and_records_unit_norm(tmp_path):
     exp = tmp_path / "exp"
-    run = subprocess.run(
-        [sys.executable, "-m", "binaries.lottery", "--dataset=mnist_small", "--validation_size=500",
-         "--hidden=32,16", "--train_steps=40", "--eval_every=20", "--checkpoint_every=20", "--rounds=0",
-         "--input_scaling=unit_norm", f"--experiment_dir={exp}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = run_binary("lottery", *SMALL_LOTTERY, "--train_steps=40", "--rounds=0", "--input_scaling=unit_norm",
+                     f"--experiment_dir={exp}")
     assert run.returncode == 0, run.stderr
     assert json.loads((exp / "config.json").read_text())["input_scaling"] == "unit_norm"
     record = json.loads((exp / "round_00" / "metrics.json").read_text())

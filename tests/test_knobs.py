@@ -1,9 +1,6 @@
 """The knobs of the open questions: --width, --dropout and --train_size."""
 
 import json
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +8,7 @@ import pytest
 import tf_lottery as tfl
 from tf_lottery import data, imp, training
 
-from conftest import killed_after_save, make_splits, tiny_training
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import SMALL_LOTTERY, killed_after_save, make_splits, run_binary, tiny_training
 
 
 def _units(model):
@@ -74,17 +69,12 @@ def test_train_size_keeps_a_seeded_subset_in_order():
 
 def test_the_lottery_binary_takes_train_size(tmp_path):
     exp = tmp_path / "exp"
-    run = subprocess.run(
-        [sys.executable, "-m", "binaries.lottery", "--dataset=mnist_small", "--validation_size=500",
-         "--hidden=32,16", "--train_steps=1ep", "--eval_every=20", "--checkpoint_every=20", "--rounds=0",
-         "--train_size=600", f"--experiment_dir={exp}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = run_binary("lottery", *SMALL_LOTTERY, "--train_steps=1ep", "--rounds=0", "--train_size=600",
+                     f"--experiment_dir={exp}")
     assert run.returncode == 0, run.stderr
     config = json.loads((exp / "config.json").read_text())
     assert config["train_size"] == 600 and config["train_steps"] == 10  # one epoch of 600 at batch 60
-    bad = subprocess.run(
-        [sys.executable, "-m", "binaries.lottery", "--dataset=mnist_small", "--validation_size=500",
-         "--train_size=9000", f"--experiment_dir={tmp_path / 'bad'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    bad = run_binary("lottery", "--dataset=mnist_small", "--validation_size=500", "--train_size=9000",
+                     f"--experiment_dir={tmp_path / 'bad'}")
     assert bad.returncode == 2 and "train_size=9000 is more than the 7500 training examples" in bad.stderr
     assert not (tmp_path / "bad").exists()

@@ -47,22 +47,14 @@ class EdgePopupWrapper(LotteryWrapper):
             self._scores.append((score, density))
         self.layer.trainable = False
 
-    def call(self, inputs, *args, training=None, **kwargs):
-        if self._forward_training:
-            kwargs["training"] = training
+    def _used_weights(self):
         mapping = []
         for (_, weight, mask), (score, density) in zip(self._masked, self._scores):
             chosen = top_fraction(ops.abs(score), density)
             mask.assign(chosen)
             straight_through = chosen + score - ops.stop_gradient(score)
             mapping.append((weight, weight * ops.cast(straight_through, weight.dtype)))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            outputs = self.layer(inputs, *args, **kwargs)
-        for variable in self.layer.variables:
-            value = scope.get_current_value(variable)
-            if value is not None and id(variable) not in self._masked_ids:
-                variable.assign(value)
-        return outputs
+        return mapping
 
     @property
     def scores(self):

@@ -165,14 +165,17 @@ class LotteryWrapper(keras.layers.Wrapper):
         # stripped layer may not accept; the inner layer takes its mask from `inputs` itself.
         if self._forward_training:
             kwargs["training"] = training
-        mapping = [(w, ops.where(m, w, 0)) for _, w, m in self._masked]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
+        with keras.StatelessScope(state_mapping=self._used_weights()) as scope:
             outputs = self.layer(inputs, *args, **kwargs)
         for variable in self.layer.variables:
             value = scope.get_current_value(variable)
             if value is not None and id(variable) not in self._masked_ids:
                 variable.assign(value)
         return outputs
+
+    def _used_weights(self):
+        """[(weight, the value the inner layer computes with)] for every masked weight."""
+        return [(w, ops.where(m, w, 0)) for _, w, m in self._masked]
 
     def compute_output_spec(self, inputs, *args, training=None, **kwargs):
         if self._forward_training:

@@ -135,15 +135,22 @@ def _speed_versus_reinit(evidence):
                    effect_verdict(ratio, low, high, 2.51, null=1.0))
 
 
-def _accuracy_versus_reinit(evidence):
-    claim = "At 21.1% the ticket is half a point more accurate than its mask reinitialised"
-    source, paper = "Frankle & Carbin 2019, Section 2", "+0.5 points"
-    r = evidence.round_at(21.1, "random_reinit")
+def _against_control(evidence, claim, source, paper, percent, control, verdict, means=False):
+    """A claim on IMP's accuracy minus a control's at `percent` % remaining; verdict(found) judges it."""
+    r = evidence.round_at(percent, control)
     if r is None:
-        return _missing(claim, source, paper, "random_reinit near 21.1%")
-    found = evidence.compare(ACCURACY, (None, r), ("random_reinit", r))
-    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)}",
-                   effect_verdict(*found, 0.005))
+        return _missing(claim, source, paper, f"{control} near {percent}%")
+    found = evidence.compare(ACCURACY, (None, r), (control, r))
+    extra = (f" ({100 * evidence.mean(ACCURACY, r):.2f}% against "
+             f"{100 * evidence.mean(ACCURACY, r, control):.2f}%)") if means else ""
+    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)}{extra}", verdict(found))
+
+
+def _accuracy_versus_reinit(evidence):
+    return _against_control(
+        evidence, "At 21.1% the ticket is half a point more accurate than its mask reinitialised",
+        "Frankle & Carbin 2019, Section 2", "+0.5 points", 21.1, "random_reinit",
+        lambda found: effect_verdict(*found, 0.005))
 
 
 def _fastest_size(evidence):
@@ -210,16 +217,10 @@ def _reinit_drops_at_21(evidence):
 
 
 def _random_pruning_at_10_7(evidence):
-    claim = "At 10.7% IMP is more accurate than random pruning (98.3 +- 0.1% against 97.5 +- 0.3%)"
-    source, paper = "Frankle et al. 2019, as quoted in issue 17", "+0.8 points"
-    r = evidence.round_at(10.7, "random_prune")
-    if r is None:
-        return _missing(claim, source, paper, "random_prune near 10.7%")
-    found = evidence.compare(ACCURACY, (None, r), ("random_prune", r))
-    means = (f"{100 * evidence.mean(ACCURACY, r):.2f}% against "
-             f"{100 * evidence.mean(ACCURACY, r, 'random_prune'):.2f}%")
-    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)} ({means})",
-                   effect_verdict(*found, 0.008))
+    return _against_control(
+        evidence, "At 10.7% IMP is more accurate than random pruning (98.3 +- 0.1% against 97.5 +- 0.3%)",
+        "Frankle et al. 2019, as quoted in issue 17", "+0.8 points", 10.7, "random_prune",
+        lambda found: effect_verdict(*found, 0.008), means=True)
 
 
 def _one_shot_rounds(evidence, high, low):
@@ -258,14 +259,10 @@ def _one_shot_accuracy(evidence):
 
 
 def _iterative_beats_one_shot(evidence):
-    claim = "At small sizes (7.0%) iterative pruning gives more accurate tickets than one-shot pruning"
-    source, paper = "Frankle & Carbin 2019, Section 2 and Figure 4", "> 0 points"
-    r = evidence.round_at(7.0, "one_shot")
-    if r is None:
-        return _missing(claim, source, paper, "one_shot near 7.0%")
-    found = evidence.compare(ACCURACY, (None, r), ("one_shot", r))
-    return Finding(claim, source, paper, f"{_points(*found)} {_at(evidence, r)}",
-                   _all_rounds_verdict([found], lambda v: v > 0))
+    return _against_control(
+        evidence, "At small sizes (7.0%) iterative pruning gives more accurate tickets than one-shot pruning",
+        "Frankle & Carbin 2019, Section 2 and Figure 4", "> 0 points", 7.0, "one_shot",
+        lambda found: _all_rounds_verdict([found], lambda v: v > 0))
 
 
 def check(group, name):
