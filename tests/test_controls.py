@@ -256,6 +256,11 @@ def test_pruning_before_training_keeps_imp_counts_from_theta0(finished, monkeypa
             assert masks[k].sum() == main[k].sum(), (name, k)
             np.testing.assert_array_equal(weights[k], finished["theta0"][k])
         assert not np.array_equal(masks["fc1/kernel"], main["fc1/kernel"])
+    for name, r, cost in (("snip", 1, {"scored_batches": 2}), ("synflow", 2, {"scored_batches": 0,
+                                                                              "synflow_iterations": 4})):
+        search = json.loads(results.search_path(results.round_dir(directory, r, name)).read_text())
+        assert search["find_iterations"] == 0 and search["find_seconds"] >= 0
+        assert {k: search[k] for k in cost} == cost
     # SNIP's mask is the top |g * w| of the dense network at theta_0, per tensor.
     monkeypatch.undo()
     dense = tfl.wrap(tiny_model())
@@ -328,9 +333,9 @@ def test_gmp_and_early_bird_reach_imp_counts(finished, monkeypatch):
     assert [sum(a.sum() for a in after.values()) for _, _, after in gmp] == sorted(
         (sum(a.sum() for a in after.values()) for _, _, after in gmp), reverse=True)
     weights, masks = starts["early_bird round 1"]
-    search = json.loads((results.round_dir(results.control_dir(directory, "early_bird"), 1)
-                         / controls.EARLY_BIRD_FILE).read_text())
+    search = json.loads(results.search_path(results.round_dir(directory, 1, "early_bird")).read_text())
     assert search["converged"] and search["drawn_at"] % 5 == 0
+    assert search["find_iterations"] == search["drawn_at"] and search["find_seconds"] > 0
     assert [d[0] for d in search["distances"]] == list(range(10, search["drawn_at"] + 1, 5))
     assert all(0 <= d[1] < 1 for d in search["distances"])
     main = _main_mask(directory, 1)

@@ -20,7 +20,7 @@
   point, on TF-MOT's PolynomialDecay, to round r's per-tensor sparsity.
 - early_bird: trained densely from the reset point until the magnitude
   mask at round r's sparsity stops changing, then that mask is reset and
-  trained (the search's distances in the round's early_bird.json).
+  trained (the search's distances in the round's search.json).
 
 Each control trains IMP rounds 1..R into `controls/NAME/round_XX` with the
 same files as the IMP rounds, and its records go to summary.json under
@@ -164,6 +164,12 @@ class Control(round_loop.Branch):
             raise FileNotFoundError(f"{directory}: round {round_index} of the IMP experiment is not "
                                     "finished; run its rounds before the controls")
         return results.read_masks(results.mask_path(directory), "controls")
+
+    def write_search(self, round_index, record):
+        """Writes the round's search.json: what finding its mask cost (and found)."""
+        path = results.search_path(results.round_dir(self.context.experiment_dir, round_index, self.name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, record)
 
     def imp_densities(self, round_index):
         """{key: fraction of units} IMP's round `round_index` keeps, per tensor."""
@@ -332,11 +338,16 @@ class BeforeTraining(Control):
 
     def start(self, round_index, records):
         context = self.context
-        model_ops.set_masks(context.model, {k: np.ones_like(v)
-                                            for k, v in model_ops.get_masks(context.model).items()})
-        context.reset_point.restore()
+        _dense_from_reset_point(context)
+        start = time.perf_counter()
         model_ops.set_masks(context.model, self.masks(self.imp_densities(round_index)))
+        self.write_search(round_index, {"find_iterations": 0, "find_seconds": time.perf_counter() - start,
+                                        **self.search_cost()})
         context.reset_point.restore()
+
+    def search_cost(self):
+        """What the scores read, for search.json."""
+        return {"scored_batches": self.context.pruning_config.saliency_batches}
 
     def prune(self, scores, masks, densities):
         config = self.context.pruning_config
@@ -381,6 +392,9 @@ class Grasp(BeforeTraining):
 @CONTROLS.register("synflow", help="pruned before training by iterative synaptic flow, without data "
                                    "(Tanaka et al. 2020)")
 class Synflow(BeforeTraining):
+    def search_cost(self):
+        return {"scored_batches": 0, "synflow_iterations": self.context.pruning_config.synflow_iterations}
+
     def masks(self, densities):
         model, steps = self.context.model, self.context.pruning_config.synflow_iterations
         masks = model_ops.get_masks(model)
@@ -504,19 +518,16 @@ class EarlyBird(Control):
         start = time.perf_counter()
         context.trainer.train(hooks={i: check for i in range(every, steps + 1, every)},
                               name=f"{self.log_name(round_index)} search")
-        search = {"drawn_at": found["drawn_at"], "converged": found["drawn_at"] is not None,
-                  "every": every, "window": config.early_bird_window,
-                  "threshold": config.early_bird_threshold, "distances": found["distances"],
-                  "search_seconds": time.perf_counter() - start}
-        directory = results.round_dir(context.experiment_dir, round_index, self.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(directory / EARLY_BIRD_FILE, search)
+        drawn_at = found["drawn_at"]
+        self.write_search(round_index, {
+            "find_iterations": steps if drawn_at is None else drawn_at,
+            "find_seconds": time.perf_counter() - start, "drawn_at": drawn_at,
+            "converged": drawn_at is not None, "every": every, "window": config.early_bird_window,
+            "threshold": config.early_bird_threshold, "distances": found["distances"]})
         model_ops.set_masks(context.model, found["masks"] if found["masks"] is not None else
                             _prune_by_magnitude(context, ones, densities))
         context.reset_point.restore()
 
-
-EARLY_BIRD_FILE = "early_bird.json"
 
 
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,

@@ -47,6 +47,8 @@ def pack(experiment_dir, out):
         relative = directory.relative_to(experiment_dir)
         (out / relative).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(results.metrics_path(directory), out / relative / results.METRICS)
+        if results.search_path(directory).is_file():
+            shutil.copyfile(results.search_path(directory), out / relative / results.SEARCH)
         if results.curve_path(directory).is_file():
             curves[relative.as_posix()] = json.loads(results.curve_path(directory).read_text())
         masks = atomic.read_npz(results.mask_path(directory))

@@ -9,7 +9,9 @@
   round_XX/metrics.json  the round's record, written last: its presence marks the round finished
   round_XX/ckpt/         tf.train checkpoints of model, optimizer and iteration
   round_XX/progress.json the evaluation curve up to the latest checkpoint
-  controls/NAME/round_XX the same files for a control (random_reinit, random_prune, one_shot)
+  controls/NAME/round_XX the same files for a control (random_reinit, random_prune, one_shot, ...),
+                         and search.json for one that searched for its mask before training
+                         (early_bird, snip, grasp, synflow): what the search cost and found
   workers/TYPE_K/        what the other tasks of a multi-worker run write
   plots/, report.md, tb/, analysis/   what binaries.analyze adds
 
@@ -31,6 +33,7 @@ MASK = "mask.npz"
 CURVE = "curve.json"
 METRICS = "metrics.json"
 PROGRESS = "progress.json"
+SEARCH = "search.json"
 CHECKPOINTS = "ckpt"
 
 
@@ -72,6 +75,11 @@ def round_dir(experiment_dir, round_index, control=None):
 def worker_dir(experiment_dir, task_type, task_id):
     """Where a task other than the chief of a multi-worker run writes."""
     return pathlib.Path(experiment_dir) / "workers" / f"{task_type}_{task_id}"
+
+
+def search_path(directory):
+    """A control round's record of the search for its mask (see the module doc)."""
+    return pathlib.Path(directory) / SEARCH
 
 
 def is_finished(directory):
