@@ -6,6 +6,7 @@
   python -m binaries.analyze overlap --mask_a=A/mask.npz --mask_b=B/mask.npz
   python -m binaries.analyze overlap --experiment_dir=DIR --experiment_dir=DIR2 --round=4
   python -m binaries.analyze study --study_dir=DIR [--claims=lth_lenet]
+  python -m binaries.analyze taxonomy --experiment_dir=DIR [--experiment_dir=DIR2 ...] [--sizes=21.1,5.5,1.4]
 
 plots writes figures (PNG and SVG) into DIR/plots/, DIR/report.md and the
 TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
@@ -13,7 +14,10 @@ TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
 study writes DIR/report.md and DIR/plots/ of a study folder (binaries.study):
 its points grouped by the grid's axes, statistics across seeds, bootstrap
 intervals of differences, and with --claims a paper's claims beside ours
-with verdicts.
+with verdicts. taxonomy writes DIR/analysis/taxonomy.md and
+DIR/plots/taxonomy_accuracy.png: every IMP branch and control of the
+folders at a few sizes, with the iterations and seconds finding each ticket
+cost.
 
 This binary parses and checks its flags (before TensorFlow is imported),
 chooses the masks to compare and formats the results as text; the work is
@@ -32,6 +36,7 @@ from tf_lottery import connectivity
 from tf_lottery import experiment
 from tf_lottery import report
 from tf_lottery import results
+from tf_lottery import taxonomy
 from tf_lottery.results import analyses
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import report as study_report
@@ -55,6 +60,8 @@ flags.DEFINE_float("threshold", 0.02, "rewind_search: instability below which a 
 flags.DEFINE_string("mask_a", None, "overlap: an .npz mask file (e.g. round_04/mask.npz).")
 flags.DEFINE_string("mask_b", None, "overlap: the .npz mask file to compare with --mask_a.")
 flags.DEFINE_string("study_dir", None, "study: a study folder written by binaries.study.")
+flags.DEFINE_list("sizes", ["21.1", "5.5", "1.4"], "taxonomy: % of the weights remaining to compare "
+                  "the methods at.")
 flags.DEFINE_string("claims", None, "study: a paper's claims to check against each group of the study "
                     "(lth_lenet: Frankle & Carbin's LeNet-300-100 claims).")
 FLAGS = flags.FLAGS
@@ -224,8 +231,22 @@ def study():
     print(f"report: {path}")
 
 
+def taxonomy_command():
+    if not FLAGS.experiment_dir:
+        cli.fail("--experiment_dir: is required")
+    try:
+        sizes = [float(s) for s in FLAGS.sizes]
+    except ValueError:
+        cli.fail(f"--sizes: must be percentages like 21.1,5.5, got {','.join(FLAGS.sizes)}")
+    if not sizes or not all(0 < s <= 100 for s in sizes):
+        cli.fail(f"--sizes: must be percentages in (0, 100], got {','.join(FLAGS.sizes)}")
+    path, plot = cli.execute(taxonomy.write, FLAGS.experiment_dir, sizes)
+    print(path.read_text())
+    print(f"{plot.png}\n{plot.svg}\ntable: {path}")
+
+
 COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap": overlap_command,
-            "study": study}
+            "study": study, "taxonomy": taxonomy_command}
 
 
 def main(argv):

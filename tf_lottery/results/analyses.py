@@ -3,6 +3,7 @@
   analysis/lmc_round_XX.json                 linear mode connectivity of round XX
   analysis/rewind_search_round_XX.json       the rewind-point search on round XX's mask
   analysis/rewind_points/iteration_KKKKKK.npz  cached weights of round 0 at iteration K
+  analysis/taxonomy.md                       every method of some folders at a few sizes
 
 Nothing here imports TensorFlow.
 """
@@ -33,3 +34,8 @@ def lmc_paths(experiment_dir):
 def rewind_search_paths(experiment_dir):
     """The rewind-point search records of an experiment folder, by round."""
     return sorted(results.analysis_dir(experiment_dir).glob("rewind_search_round_*.json"))
+
+
+def taxonomy_path(experiment_dir):
+    """The table of `analyze taxonomy` (written into the first folder given)."""
+    return results.analysis_dir(experiment_dir) / "taxonomy.md"
