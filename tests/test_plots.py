@@ -168,3 +168,9 @@ def test_the_setup_sentence_names_structure_and_per_kind_rates():
     assert text.startswith("conv2 on cifar10, 3 rounds pruning 20% of the remaining filter units per round "
                            "(layer scope, 10% of the convolutions, 10% of the output layer)")
     assert "20% of the remaining weights per round" in report.describe(tfl.ExperimentConfig().flat())
+
+
+def test_every_control_gets_a_style_of_its_own():
+    styles = plots._styles(11)
+    assert len(styles) == 11 and len(set(styles)) == 11
+    assert styles[:4] == [("C1", "s", "--"), ("C2", "^", "-."), ("C3", "v", ":"), ("C4", "D", "--")]

@@ -37,7 +37,11 @@ def control_label(branch):
     return f"{label}, draw {draw}" if draw else label
 
 
-_STYLES = [("C1", "s", "--"), ("C2", "^", "-."), ("C3", "v", ":"), ("C4", "D", "--")]
+def _styles(count):
+    """(color, marker, linestyle) for `count` controls: C1.., as many as there are controls."""
+    markers, linestyles = "s^vD<>ph*x", ("--", "-.", ":")
+    return [(f"C{1 + i % 9}", markers[i % len(markers)], linestyles[i % len(linestyles)])
+            for i in range(count)]
 _MNIST_PIXELS = 784
 
 
@@ -193,7 +197,8 @@ def _versus_remaining(runs, out_dir, field, name, ylabel, what):
     ticket = aggregate(runs, field)
     draw_series(ax, ticket, _ticket_label(runs[0].config), "C0", "o", "-")
     percents = [row[1] for row in ticket]
-    for (color, marker, linestyle), control in zip(_STYLES, control_names(runs)):
+    names = control_names(runs)
+    for (color, marker, linestyle), control in zip(_styles(len(names)), names):
         rows = aggregate(runs, field, control)
         if rows:
             draw_series(ax, rows, control_label(control), color, marker, linestyle)
@@ -245,7 +250,7 @@ def plot_accuracy_curves(runs, out_dir, rounds):
     shown = []
     for ax, r in zip(axes, rounds):
         lines = [(_ticket_label(runs[0].config), None, ("C0", "o", "-"))]
-        lines += [(control_label(c), c, style) for style, c in zip(_STYLES, controls)]
+        lines += [(control_label(c), c, style) for style, c in zip(_styles(len(controls)), controls)]
         for label, control, (color, _, linestyle) in lines:
             curve = _mean_curve(runs, r, control)
             if curve is None:
