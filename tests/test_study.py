@@ -55,7 +55,7 @@ def test_linked_axes_list_values_and_subfolders_for_settings_outside_the_hash(tm
     (["prune_scope=layer,bogus"], "grid: prune_scope=layer,bogus: prune_scope: must be one of"),
     (["seed=-1"], "grid: seed=-1: seed: must be >= 0"),
     (["reset=init,rewind", "rewind_step=0,5"], "grid: rewind_step=0,5: rewind_step: is only used with "
-                                                "--reset=rewind, got 5; settings that vary together"),
+                                                "--reset=rewind, lr_rewind or finetune, got 5; settings that vary together"),
     (["root_dir=a,b"], "grid: root_dir=a,b: 'root_dir' cannot be an axis"),
     (["seed"], "grid: seed: must look like name=value1,value2"),
     (["seed=1", "seed=2"], "grid: seed=2: 'seed' is already an axis in seed=1"),
