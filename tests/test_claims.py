@@ -102,3 +102,15 @@ def test_a_missing_control_is_not_measured(group):
     findings = claims.check(without, "lth_lenet")
     assert [f.verdict for f in findings].count("not measured") == 7
     assert findings[0].ours == "not measured (random_reinit near 21.1%)"
+
+
+def test_one_seed_gives_numbers_without_intervals(group):
+    single = statistics.Group(group.positions, group.label, {(0,): group.runs[(0,)]})
+    findings = claims.check(single, "lth_lenet")
+    # Seed 0's noise: IMP stops at 430 at round 7, its reinitialisations at 2.51 * 440 - 10.
+    ratio = (2.51 * 440 - 10) / 430
+    assert findings[0].ours == f"{ratio:.2f}x (one seed: no interval) at 21.0%"
+    assert findings[0].verdict == "needs 2+ seeds"
+    assert findings[5].ours == "+400 iterations (one seed: no interval) at 3.5% against round 0"
+    assert findings[5].verdict == "needs 2+ seeds"
+    assert findings[7].ours.startswith("+0.72 points (one seed: no interval) at 10.7%")

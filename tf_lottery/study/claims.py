@@ -15,7 +15,8 @@ interval [low, high]:
 - disagrees: the interval holds no effect or lies on the other side.
 A claim about where something happens (at which size) agrees when ours is
 at the paper's round and agrees in direction within two rounds of it. A
-claim whose rounds or controls the study lacks is 'not measured'.
+claim whose rounds or controls the study lacks is 'not measured', and one
+whose numbers have no interval (one seed, one value) 'needs 2+ seeds'.
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ from tf_lottery.study import statistics
 CLAIM_SETS = Registry("claim set")
 
 AGREES, DIRECTION, DISAGREES, MISSING = ("agrees", "agrees in direction", "disagrees", "not measured")
+NO_INTERVAL = "needs 2+ seeds"
 ACCURACY, ITERATION = "early_stop_test_accuracy", "early_stop_iteration"
 _NEAR = 0.15  # a round stands for a paper's size within this relative distance
 
@@ -81,7 +83,7 @@ class Evidence:
 def effect_verdict(estimate, low, high, claimed, null=0.0, at_least=False):
     """The verdict on a claimed effect `claimed` given our estimate and 95% interval."""
     if low is None:
-        return MISSING
+        return NO_INTERVAL
     if (low <= claimed <= high) or (at_least and high >= claimed):
         return AGREES
     side = 1 if claimed > null else -1
@@ -97,12 +99,23 @@ def location_verdict(ours, paper):
     return AGREES if ours == paper else DIRECTION if abs(ours - paper) <= 2 else DISAGREES
 
 
+def _interval(low, high, number):
+    return " (one seed: no interval)" if low is None else f" [{number(low)}, {number(high)}]"
+
+
 def _points(value, low, high):
-    return f"{100 * value:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}]"
+    number = lambda v: f"{100 * v:+.2f}"  # noqa: E731
+    return f"{number(value)} points{_interval(low, high, number)}"
 
 
 def _iterations(value, low, high):
-    return f"{value:+.0f} iterations [{low:+.0f}, {high:+.0f}]"
+    number = lambda v: f"{v:+.0f}"  # noqa: E731
+    return f"{number(value)} iterations{_interval(low, high, number)}"
+
+
+def _ratio(value, low, high):
+    number = lambda v: f"{v:.2f}"  # noqa: E731
+    return f"{number(value)}x{_interval(low, high, number)}"
 
 
 def _missing(claim, source, paper, what):
@@ -130,9 +143,9 @@ def _speed_versus_reinit(evidence):
     r = evidence.round_at(21.1, "random_reinit")
     if r is None:
         return _missing(claim, source, paper, "random_reinit near 21.1%")
-    ratio, low, high = evidence.compare(ITERATION, ("random_reinit", r), (None, r), ratio=True)
-    return Finding(claim, source, paper, f"{ratio:.2f}x [{low:.2f}, {high:.2f}] {_at(evidence, r)}",
-                   effect_verdict(ratio, low, high, 2.51, null=1.0))
+    found = evidence.compare(ITERATION, ("random_reinit", r), (None, r), ratio=True)
+    return Finding(claim, source, paper, f"{_ratio(*found)} {_at(evidence, r)}",
+                   effect_verdict(*found, 2.51, null=1.0))
 
 
 def _against_control(evidence, claim, source, paper, percent, control, verdict, means=False):
@@ -182,12 +195,12 @@ def _back_at_3_6(evidence, field, claim, paper, text, best):
     if r is None:
         return _missing(claim, source, paper, "IMP near 3.6%")
     found = evidence.compare(field, (None, r), (None, 0))
-    verdict = AGREES if found[1] is not None and found[1] <= 0 <= found[2] else None
+    verdict = NO_INTERVAL if found[1] is None else AGREES if found[1] <= 0 <= found[2] else None
     if verdict is None:
         means = {k: evidence.mean(field, k) for k in evidence.rounds()}
         peak = best(means.values())
         between = min(means[0], peak) < means[r] < max(means[0], peak)
-        verdict = DIRECTION if found[1] is not None and between else DISAGREES
+        verdict = DIRECTION if between else DISAGREES
     return Finding(claim, source, paper, f"{text(*found)} {_at(evidence, r)} against round 0", verdict)
 
 
@@ -230,7 +243,7 @@ def _one_shot_rounds(evidence, high, low):
 def _all_rounds_verdict(found, good):
     """Agrees if every interval is on the good side, in direction if every mean is."""
     if any(f[1] is None for f in found):
-        return MISSING
+        return NO_INTERVAL
     if all(good(f[1]) and good(f[2]) for f in found):
         return AGREES
     return DIRECTION if all(good(f[0]) for f in found) else DISAGREES
