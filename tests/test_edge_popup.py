@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_lottery import edge_popup, model_ops
+import tf_lottery as tfl
+from tf_lottery import data, edge_popup, model_ops, training
 
 
 def test_top_fraction_keeps_exactly_the_largest():
@@ -43,5 +44,16 @@ def test_scores_get_the_straight_through_gradient_and_weights_stay_frozen():
         outputs = hidden @ (out.layer.kernel * model_ops.get_masks(model)["out/kernel"]) + out.layer.bias
         reference = tf.reduce_sum(outputs ** 2)
     np.testing.assert_allclose(reference.numpy(), loss.numpy(), rtol=1e-6)
-    np.testing.assert_allclose(grad, tape.gradient(reference, used).numpy() * kernel.numpy(), rtol=1e-5,
-                               atol=1e-7)
+    # The choice is by |score|, so the gradient reaches score with the sign of score.
+    expected = tape.gradient(reference, used).numpy() * kernel.numpy() * np.sign(score.numpy())
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_scores_alone_train_a_frozen_random_network():
+    splits = data.load("mnist_small", validation_size=500)
+    model = edge_popup.wrap(tfl.models.build("lenet", (28, 28, 1), 10, hidden=(64, 32)))
+    for _, density in edge_popup.scores(model).values():
+        density.assign(0.5)
+    config = tfl.TrainingConfig(train_steps=300, eval_every=300, eval_batch_size=1000)
+    curve = training.Trainer(model, splits, config).train().curve
+    assert curve[0]["test_accuracy"] < 0.2 and curve[-1]["test_accuracy"] > 0.7

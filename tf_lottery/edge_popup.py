@@ -3,7 +3,7 @@
 `EdgePopupWrapper` is a LotteryWrapper whose masks are not set but chosen in
 every forward pass: each masked weight has a trainable score, and the weights
 whose |score| is among the top `density` of the tensor are used. The
-gradient reaches the scores straight through the choice (d loss / d score =
+gradient reaches the scores straight through the choice (d loss / d |score| =
 d loss / d used weight * weight), and the inner layer's weights never change
 (the layer is frozen). The chosen mask is written to the wrapper's mask
 variable at every call, so `model_ops.get_masks` and the results folder see it.
@@ -50,9 +50,11 @@ class EdgePopupWrapper(LotteryWrapper):
     def _used_weights(self):
         mapping = []
         for (_, weight, mask), (score, density) in zip(self._masked, self._scores):
-            chosen = top_fraction(ops.abs(score), density)
+            magnitude = ops.abs(score)
+            chosen = top_fraction(magnitude, density)
             mask.assign(chosen)
-            straight_through = chosen + score - ops.stop_gradient(score)
+            # The choice passes the gradient straight through to |score| (and so, by sign, to score).
+            straight_through = chosen + magnitude - ops.stop_gradient(magnitude)
             mapping.append((weight, weight * ops.cast(straight_through, weight.dtype)))
         return mapping
 
