@@ -314,7 +314,7 @@ def test_gmp_and_early_bird_reach_imp_counts(finished, monkeypatch):
     monkeypatch.setattr(rounds, "train_round", capture)
     monkeypatch.setattr(controls, "_prune_by_magnitude", record_update)
     directory = finished["dir"]
-    config = tfl.PruningConfig(fraction=0.3, output_fraction=0.1, gmp_begin_step=4, gmp_end_step=20,
+    config = tfl.PruningConfig(fraction=0.3, output_fraction=0.1, gmp_begin_step=4, gmp_end_step=18,
                                gmp_frequency=4, early_bird_every=5, early_bird_window=2,
                                early_bird_threshold=0.5)
     controls.run_controls(tfl.wrap(tiny_model()), finished["splits"], names=("gmp@2", "early_bird@1"),
@@ -327,7 +327,7 @@ def test_gmp_and_early_bird_reach_imp_counts(finished, monkeypatch):
         np.testing.assert_array_equal(weights[k], finished["theta0"][k])
         assert ends["gmp round 2"][k].sum() == main[k].sum()
     gmp = [(step, before, after) for step, before, after in updates if step > 0]
-    assert [step + 1 for step, _, _ in gmp] == [4, 8, 12, 16, 20]  # TF-MOT's pruning steps
+    assert [step + 1 for step, _, _ in gmp] == [4, 8, 12, 16, 18]  # TF-MOT's pruning steps, and the end
     for _, before, after in gmp:  # masks only shrink
         assert all(((after[k] == 1) <= (before[k] == 1)).all() for k in after)
     assert [sum(a.sum() for a in after.values()) for _, _, after in gmp] == sorted(

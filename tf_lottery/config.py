@@ -193,6 +193,9 @@ class PruningConfig(Settings):
     saliency_batches: int = setting(
         2, "Training batches the snip and grasp controls score the weights on.", "int",
         check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    grasp_temperature: float = setting(
+        200.0, "The grasp control divides the logits by this before its Hessian-gradient product (Wang et "
+        "al. 2020 use 200).", "float", check=(lambda v: v > 0, "must be > 0"), result=False)
     synflow_iterations: int = setting(
         100, "Pruning steps of the synflow control (the density falls exponentially over them).", "int",
         check=(lambda v: v >= 1, "must be >= 1"), result=False)

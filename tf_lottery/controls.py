@@ -381,7 +381,9 @@ class Grasp(BeforeTraining):
     def masks(self, densities):
         context = self.context
         batches = context.trainer.first_batches(context.pruning_config.saliency_batches)
-        scores = saliency.grasp(context.model, batches, context.trainer.loss)
+        temperature = context.pruning_config.grasp_temperature
+        scores = saliency.grasp(context.model, batches,
+                                lambda labels, outputs: context.trainer.loss(labels, outputs / temperature))
         # Shifted to be >= 0 (the pruning criterion ranks magnitudes), one shift for all tensors so
         # a global scope compares them as they were.
         low = min(float(v.min()) for v in scores.values())
@@ -427,7 +429,9 @@ class GradualMagnitude(Control):
 
     The overall sparsity follows TF-MOT's PolynomialDecay (power 3) from 0 at
     --gmp_begin_step to round r's at --gmp_end_step, every --gmp_frequency
-    steps; each tensor reaches its own IMP sparsity in proportion.
+    steps, and the end step prunes to the target even when it is not a
+    multiple of the frequency from the begin step; each tensor reaches its
+    own IMP sparsity in proportion.
     """
 
     @classmethod
@@ -455,6 +459,8 @@ class GradualMagnitude(Control):
             if bool(should_prune):
                 share = float(sparsity) / final
                 updates[step] = {k: 1.0 - share * (1.0 - d) for k, d in densities.items()}
+        # TF-MOT prunes only every `frequency` steps from begin; the end step always reaches the target.
+        updates[min(end, steps)] = dict(densities)
         return updates
 
     def hooks(self, round_index):

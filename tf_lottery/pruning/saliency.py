@@ -7,7 +7,8 @@ meaning more worth keeping, computed at the model's current weights:
   (Lee et al. 2019, connection sensitivity).
 - grasp: w * (H g), H the Hessian of the loss and g its gradient, both summed
   over `batches` (Wang et al. 2020 remove the highest -w * Hg, i.e. keep the
-  highest w * Hg). Signed.
+  highest w * Hg; they compute it with the logits divided by a temperature
+  of 200, which the caller's `loss` does). Signed.
 - synflow: |dR/dw * w| with every trainable weight replaced by its absolute
   value and R the sum of the outputs for an input of ones (Tanaka et al.
   2020); reads no data. The iteration over masks is the caller's.
