@@ -2,8 +2,6 @@
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +12,9 @@ from tf_lottery.pruning import saliency
 from tf_lottery.results import checkpoints
 from tf_lottery.study import folder as study_folder
 
-from conftest import tiny_model, tiny_training
+from conftest import run_binary, tiny_model, tiny_training
 
 PRUNING = tfl.PruningConfig(fraction=0.3, output_fraction=0.1)
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -148,23 +145,18 @@ def test_replicates_get_one_folder_per_seed(tmp_path):
     assert len({p.directory for p in auto}) == 3
 
 
-def _binary(module, *args):
-    return subprocess.run([sys.executable, "-m", f"binaries.{module}", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_lottery_controls_flag_and_branch_binary(tmp_path):
     exp = tmp_path / "exp"
     small = ["--dataset=mnist_small", "--validation_size=500", "--hidden=32,16", "--train_steps=30",
              "--eval_every=10", "--checkpoint_every=10", "--rounds=1", f"--experiment_dir={exp}"]
-    first = _binary("lottery", *small, "--controls=random_reinit")
+    first = run_binary("lottery", *small, "--controls=random_reinit")
     assert first.returncode == 0, first.stderr
     assert "control: random_reinit" in first.stdout
-    branch = _binary("branch", f"--experiment_dir={exp}", "--controls=one_shot")
+    branch = run_binary("branch", f"--experiment_dir={exp}", "--controls=one_shot")
     assert branch.returncode == 0, branch.stderr
     summary = json.loads((exp / "summary.json").read_text())
     assert sorted(summary["controls"]) == ["one_shot", "random_reinit"]
-    missing = _binary("branch", f"--experiment_dir={tmp_path / 'nothing'}")
+    missing = run_binary("branch", f"--experiment_dir={tmp_path / 'nothing'}")
     assert missing.returncode == 2 and "config.json does not exist" in missing.stderr
 
 
@@ -220,7 +212,7 @@ def test_bad_control_specs_are_refused_naming_the_flag(specs, message):
 
 
 def test_control_specs_from_the_binary(tmp_path):
-    bad = _binary("lottery", "--dataset=mnist_small", "--rounds=2", "--controls=random_prune@3",
+    bad = run_binary("lottery", "--dataset=mnist_small", "--rounds=2", "--controls=random_prune@3",
                   f"--experiment_dir={tmp_path / 'exp'}")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].endswith("controls run on rounds 1..2, not 3")
@@ -395,3 +387,20 @@ def test_edge_popup_moves_only_the_scores(finished, monkeypatch):
         assert chosen[written[key] == 1].min() >= chosen[written[key] == 0].max()
     with pytest.raises(tfl.ConfigError, match="controls: edge_popup chooses single weights"):
         tfl.ExperimentConfig.from_flat(structure="neuron", controls=["edge_popup"])
+
+
+def test_every_method_trains_a_working_network_through_the_binary(tmp_path):
+    names = ["one_shot", "random_prune", "reshuffle", "signed_constant", "snip", "grasp", "synflow", "gmp",
+             "early_bird", "edge_popup"]
+    exp = tmp_path / "exp"
+    run = run_binary("lottery", "--dataset=mnist_small", "--validation_size=500", "--hidden=64,32",
+                     "--rounds=3", "--train_steps=200", "--eval_every=50", "--checkpoint_every=100",
+                     "--controls=" + ",".join(f"{n}@3" for n in names), "--synflow_iterations=10",
+                     "--early_bird_every=20", f"--experiment_dir={exp}")
+    assert run.returncode == 0, run.stderr
+    summary = results.read_summary(exp)
+    imp = summary["rounds"][3]
+    for name in names:
+        record, = summary["controls"][name]
+        assert record["remaining"] == imp["remaining"], name  # every method at IMP's size
+        assert record["final_test_accuracy"] > 0.75, (name, record["final_test_accuracy"])
