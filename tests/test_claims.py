@@ -1,17 +1,12 @@
 """A paper's claims against a study: numbers, intervals and verdicts on constructed results."""
 
-import subprocess
-import sys
-import pathlib
-
-import numpy as np
 import pytest
 
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
-from tf_lottery.study import claims, folder, grid, report, statistics
+from tf_lottery.study import claims, folder, grid, statistics
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import run_binary
 CONTROLS = ["random_reinit", "random_reinit.2@7+12", "random_prune@10", "one_shot@3+7+12"]
 BASE = ExperimentConfig.from_flat(dataset="mnist_small", validation_size=500, hidden=[16, 8], rounds=15,
                                   train_steps=100, eval_every=10, controls=CONTROLS)
@@ -81,16 +76,14 @@ def test_each_claim_gets_the_verdict_its_numbers_call_for(group):
     assert low < 2.51 < high
 
 
-def test_the_study_report_carries_the_claims_table(group, tmp_path):
+def test_the_study_report_carries_the_claims_table(group):
     study_dir = group.runs[(0,)].directory.parent
-    run = subprocess.run([sys.executable, "-m", "binaries.analyze", "study", f"--study_dir={study_dir}",
-                          "--claims=lth_lenet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = run_binary("analyze", "study", f"--study_dir={study_dir}", "--claims=lth_lenet")
     assert run.returncode == 0, run.stderr
     text = (study_dir / "report.md").read_text()
     assert "## The paper's claims (lth_lenet)" in text
     assert "| At 21.1% of the weights the ticket reaches early stop 2.51x sooner" in text
-    bad = subprocess.run([sys.executable, "-m", "binaries.analyze", "study", f"--study_dir={study_dir}",
-                          "--claims=lth_resnet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    bad = run_binary("analyze", "study", f"--study_dir={study_dir}", "--claims=lth_resnet")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].endswith("claims: must be one of lth_lenet, got 'lth_resnet'")
 

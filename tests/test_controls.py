@@ -1,7 +1,6 @@
 """The paper's controls on the masks of an IMP run: what each one trains, records and resumes."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
