@@ -21,6 +21,7 @@ Nothing here imports TensorFlow.
 import dataclasses
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from tf_lottery import atomic
@@ -140,8 +141,8 @@ def figure(found, out_dir):
             continue
         x = np.array([c.remaining for c in cells])
         y = np.array([c.accuracy for c in cells])
-        ax.plot(x, y, marker="os^vD<>ph*"[i % 10], linestyle="-" if len(cells) > 1 else "none",
-                color=f"C{i % 10}", label=method.label, markersize=5)
+        ax.plot(x, y, marker="os^vD<>ph*"[i % 10], linestyle=("-", "--")[i // 10 % 2] if len(cells) > 1 else
+                "none", color=colormaps["tab20"](i % 20), label=method.label, markersize=5)
         percents += list(x)
     plots.remaining_axis(ax, percents)
     ax.set_ylabel("test accuracy (early stop; final for gmp and edge-popup)")
