@@ -233,15 +233,11 @@ class OneShot(Control):
         return None
 
     def start(self, round_index, records):
-        config, structures = self.context.pruning_config, self.context.structures()
         densities = self.imp_densities(round_index)
 
         def one_shot(model):
-            weights = model_ops.raw_weights(model)
             ones = {k: np.ones_like(v) for k, v in model_ops.get_masks(model).items()}
-            new = pruning.prune(weights, ones, densities=densities, scope=config.scope,
-                                structure=structures, **config.structure_options())
-            return {k: v.numpy() for k, v in new.items()}
+            return _prune_to(self.context, model_ops.raw_weights(model), ones, densities)
 
         self.from_trained_dense(one_shot, round_index)
 
@@ -350,10 +346,7 @@ class BeforeTraining(Control):
         return {"scored_batches": self.context.pruning_config.saliency_batches}
 
     def prune(self, scores, masks, densities):
-        config = self.context.pruning_config
-        new = pruning.prune(scores, masks, densities=densities, scope=config.scope,
-                            structure=self.context.structures(), **config.structure_options())
-        return {k: v.numpy() for k, v in new.items()}
+        return _prune_to(self.context, scores, masks, densities)
 
     def masks(self, densities):
         """The masks at `densities`, from the dense model at the reset point."""
@@ -408,12 +401,17 @@ class Synflow(BeforeTraining):
         return masks
 
 
-def _prune_by_magnitude(context, masks, densities, step=0):
+def _prune_to(context, scores, masks, densities, step=0):
+    """`masks` pruned to `densities` by the largest `scores`, with the experiment's scope and structure."""
     config = context.pruning_config
-    new = pruning.prune(model_ops.effective_weights(context.model), masks, densities=densities,
-                        scope=config.scope, structure=context.structures(), n_of_m=config.n_of_m,
-                        seed=config.seed + step, **config.structure_options())
+    new = pruning.prune(scores, masks, densities=densities, scope=config.scope,
+                        structure=context.structures(), n_of_m=config.n_of_m, seed=config.seed + step,
+                        **config.structure_options())
     return {k: v.numpy() for k, v in new.items()}
+
+
+def _prune_by_magnitude(context, masks, densities, step=0):
+    return _prune_to(context, model_ops.effective_weights(context.model), masks, densities, step)
 
 
 def _dense_from_reset_point(context):
