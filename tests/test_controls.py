@@ -356,41 +356,47 @@ def test_reshuffle_and_signed_constant_keep_the_mask_and_derive_values_from_thet
         np.testing.assert_allclose(signed, np.sign(theta0[k][kept]) * np.std(theta0[k]), rtol=1e-6)
 
 
-def test_edge_popup_moves_only_the_scores(finished, monkeypatch):
+@pytest.mark.parametrize("method, rank", [("edge_popup", np.abs), ("supermask", lambda score: score)])
+def test_learned_masks_move_only_the_scores(finished, monkeypatch, method, rank):
     seen = {}
     original = rounds.train_round
 
     def capture(trainer, model, directory_, round_index, **kwargs):
-        before = [v.numpy().copy() for v in model.variables if "score" not in v.path and "mask" not in v.path]
+        before = [v.numpy().copy() for v in model.variables
+                  if not any(part in v.path for part in ("score", "mask", "seed_generator"))]
         scores = {k: s.numpy().copy() for k, (s, _) in edge_popup.scores(model).items()}
         record = original(trainer, model, directory_, round_index, **kwargs)
-        seen[kwargs["name"]] = (model, before, scores)
+        seen[kwargs["name"]] = (model, before, scores, tfl.get_masks(model))
         return record
 
     monkeypatch.setattr(rounds, "train_round", capture)
     directory = finished["dir"]
-    controls.run_controls(tfl.wrap(tiny_model()), finished["splits"], names=("edge_popup@2",), rounds=2,
-                          training_config=finished["config"], pruning_config=PRUNING, experiment_dir=directory)
-    model, before, scores = seen["edge_popup round 2"]
-    after = [v.numpy() for v in model.variables if "score" not in v.path and "mask" not in v.path]
+    controls.run_controls(tfl.wrap(tiny_model()), finished["splits"], names=(f"{method}@2", f"{method}.2@2"),
+                          rounds=2, training_config=finished["config"], pruning_config=PRUNING,
+                          experiment_dir=directory)
+    model, before, scores, _ = seen[f"{method} round 2"]
+    after = [v.numpy() for v in model.variables
+             if not any(part in v.path for part in ("score", "mask", "seed_generator"))]
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)  # weights, biases, snapshots, densities: untouched
     raw = tfl.raw_weights(model)
     main = _main_mask(directory, 2)
-    written = atomic.read_npz(results.round_dir(results.control_dir(directory, "edge_popup"), 2) / "mask.npz")
+    written = atomic.read_npz(results.round_dir(results.control_dir(directory, method), 2) / "mask.npz")
     for key, (score, _) in edge_popup.scores(model).items():
         np.testing.assert_array_equal(raw[key], finished["theta0"][key])
         assert not np.array_equal(score.numpy(), scores[key])  # the scores moved
         assert written[key].sum() == main[key].sum()
-        chosen = np.abs(score.numpy())
+        chosen = rank(score.numpy())
         assert chosen[written[key] == 1].min() >= chosen[written[key] == 0].max()
-    with pytest.raises(tfl.ConfigError, match="controls: edge_popup chooses single weights"):
-        tfl.ExperimentConfig.from_flat(structure="neuron", controls=["edge_popup"])
+    second = seen[f"{method}.2 round 2"][3]
+    assert any(not np.array_equal(second[key], written[key]) for key in written)  # another draw
+    with pytest.raises(tfl.ConfigError, match=f"controls: {method} chooses single weights"):
+        tfl.ExperimentConfig.from_flat(structure="neuron", controls=[method])
 
 
 def test_every_method_trains_a_working_network_through_the_binary(tmp_path):
     names = ["one_shot", "random_prune", "reshuffle", "signed_constant", "snip", "grasp", "synflow", "gmp",
-             "early_bird", "edge_popup"]
+             "early_bird", "edge_popup", "supermask"]
     exp = tmp_path / "exp"
     run = run_binary("lottery", "--dataset=mnist_small", "--validation_size=500", "--hidden=64,32",
                      "--rounds=3", "--train_steps=200", "--eval_every=50", "--checkpoint_every=100",

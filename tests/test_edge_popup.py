@@ -57,3 +57,14 @@ def test_scores_alone_train_a_frozen_random_network():
     config = tfl.TrainingConfig(train_steps=300, eval_every=300, eval_batch_size=1000)
     curve = training.Trainer(model, splits, config).train().curve
     assert curve[0]["test_accuracy"] < 0.2 and curve[-1]["test_accuracy"] > 0.7
+
+
+def test_kth_largest_equals_the_sorted_value_for_every_k():
+    rng = np.random.default_rng(3)
+    tensors = [np.abs(rng.normal(size=(37, 11))).astype(np.float32),
+               rng.integers(0, 4, size=(50,)).astype(np.float32),  # many ties, and zeros
+               np.array([0.0, 1e-30, 3e-38, 7.0, np.float32(3.4e38)], np.float32)]
+    for values in tensors:
+        descending = np.sort(values.ravel())[::-1]
+        for k in range(1, values.size + 1):
+            assert edge_popup.kth_largest(tf.constant(values), tf.constant(k)).numpy() == descending[k - 1]

@@ -216,9 +216,13 @@ class PruningConfig(Settings):
         0.1, "Normalised Hamming distance between consecutive masks below which early_bird counts a "
         "mask as settled.", "float", check=(lambda v: 0 < v < 1, "must be in (0, 1)"), result=False)
     edge_popup_weights: str = setting(
-        "reset_point", "The frozen weights of the edge_popup control: the reset point's, or their "
-        "signs times each tensor's standard deviation.", "str", choices=("reset_point", "signed_constant"),
-        result=False)
+        "reset_point", "The frozen weights of the edge_popup and supermask controls: the reset point's, "
+        "or their signs times each tensor's standard deviation.", "str",
+        choices=("reset_point", "signed_constant"), result=False)
+    supermask_logit_scale: float = setting(
+        100.0, "The supermask control's keep probability is sigmoid(scale * score): with the "
+        "experiment's optimizer, the pace at which its probabilities move.", "float",
+        check=(lambda v: v > 0, "must be > 0"), result=False)
     seed: int = setting(0, "Seed of the random criterion (the experiment's --seed).", "int", flag=False)
 
     def gmp_steps(self, train_steps):

@@ -16,6 +16,9 @@
 - edge_popup: a mask at round r's per-tensor density learned by scores on
   the frozen reset-point weights (or their signed constants), Ramanujan et
   al. 2020; the weights never train.
+- supermask: the same with Zhou et al. 2019's Bernoulli supermask (masks
+  sampled from learned probabilities; the ticket is the most probable
+  weights at round r's density).
 - gmp: gradual magnitude pruning during one training run from the reset
   point, on TF-MOT's PolynomialDecay, to round r's per-tensor sparsity.
 - early_bird: trained densely from the reset point until the magnitude
@@ -50,6 +53,7 @@ with epy.lazy_imports():  # config reads the registry before TensorFlow may load
     import tensorflow_model_optimization as tfmot
 
     from tf_lottery import edge_popup
+    from tf_lottery import supermask
     from tf_lottery import model_ops
     from tf_lottery import training
     from tf_lottery import pruning
@@ -63,6 +67,7 @@ _REINIT_SEED = 10_000
 _RANDOM_MASK_SEED = 20_000
 _RESHUFFLE_SEED = 30_000
 _EDGE_POPUP_SEED = 40_000
+_SUPERMASK_SEED = 50_000
 
 
 _SPEC = re.compile(r"([A-Za-z_]\w*)(?:\.(\d+))?(?:@(\d+(?:\+\d+)*))?")
@@ -293,40 +298,64 @@ class EdgePopup(Control):
     """
 
     random = True
+    method, seed_base = "edge_popup", _EDGE_POPUP_SEED
 
     @classmethod
     def refuse(cls, config):
         if config.pruning.structure != "unstructured":
-            return "edge_popup chooses single weights; use --structure=unstructured"
+            return f"{cls.method} chooses single weights; use --structure=unstructured"
         if config.run.strategy != "default":
-            return "edge_popup trains on one device; use --strategy=default"
+            return f"{cls.method} trains on one device; use --strategy=default"
         return None
 
     def model_for(self, round_index):
         if getattr(self, "_built", None) is None:
             context = self.context
             _dense_from_reset_point(context)
-            model = edge_popup.wrap(model_ops.strip(context.model),
-                                    exclude=context.pruning_config.dense_layers)
+            model = self.wrap(model_ops.strip(context.model), exclude=context.pruning_config.dense_layers)
             trainer = training.Trainer(model, context.splits, context.training_config, context.strategy,
                                        context.objective)
             self._built = (model, trainer, model_ops.raw_weights(model))
         return self._built[:2]
 
-    def start(self, round_index, records):
-        model, _ = self.model_for(round_index)
-        config = self.context.pruning_config
-        densities = self.imp_densities(round_index)
-        seed = draw_seed(_EDGE_POPUP_SEED, config.seed, round_index, self.draw)
-        theta = self._built[2]
-        weights = {key: weight for key, weight, _ in model_ops.masked_weights(model)}
+    def wrap(self, plain, exclude):
+        return edge_popup.wrap(plain, exclude=exclude)
+
+    def start_scores(self, model, densities, seed):
         for index, (key, (score, density)) in enumerate(sorted(edge_popup.scores(model).items())):
             score.assign(keras.initializers.HeUniform(seed=seed + index)(score.shape))
             density.assign(densities[key])
+
+    def start(self, round_index, records):
+        model, _ = self.model_for(round_index)
+        config = self.context.pruning_config
+        self.start_scores(model, self.imp_densities(round_index),
+                          draw_seed(self.seed_base, config.seed, round_index, self.draw))
+        theta = self._built[2]
+        for key, weight, _ in model_ops.masked_weights(model):
             value = theta[key]
             if config.edge_popup_weights == "signed_constant":
                 value = (np.sign(value) * np.std(value)).astype(value.dtype)
-            weights[key].assign(value)
+            weight.assign(value)
+
+
+@CONTROLS.register("supermask", help="a mask at IMP's density sampled from learned Bernoulli probabilities "
+                                     "on the frozen reset-point weights (Zhou et al. 2019)")
+class Supermask(EdgePopup):
+    """Zhou et al.'s Bernoulli supermask (tf_lottery.supermask) in place of edge-popup's top-k.
+
+    Like edge_popup: its own copy of the network, the weights frozen at the
+    reset point (or their signed constants), the scores restarted every round
+    (at logit(density)), the samples seeded by round and draw.
+    """
+
+    method, seed_base = "supermask", _SUPERMASK_SEED
+
+    def wrap(self, plain, exclude):
+        return supermask.wrap(plain, exclude=exclude, logit_scale=self.context.pruning_config.supermask_logit_scale)
+
+    def start_scores(self, model, densities, seed):
+        supermask.start(model, densities, seed)
 
 
 class BeforeTraining(Control):

@@ -10,23 +10,45 @@ variable at every call, so `model_ops.get_masks` and the results folder see it.
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from tf_lottery import model_ops
 from tf_lottery.wrapper import LotteryWrapper, _variable_name
 
 
-def top_fraction(scores, density):
-    """A 0/1 mask of the entries of `scores` in the top `density` (a scalar tensor), by value.
+def kth_largest(values, k):
+    """The k-th largest entry (k a scalar int32 tensor, 1 <= k <= size) of non-negative float32 `values`.
 
-    The threshold is the k-th largest value, k = round(density * size) (at
-    least 1), read from a full sort so that k may change between calls.
+    For non-negative floats the order of the values is that of their int32 bit
+    patterns, so the answer is the largest bit pattern b with at least k
+    entries >= b: a bisection of at most 31 counting passes. Exact, and on CPU
+    under XLA about 15x faster than the full sort it replaces (and without the
+    minute-long XLA compile of a scatter-based radix select); see
+    benchmarks/edge_popup_step.py.
     """
-    flat = ops.reshape(scores, [-1])
-    size = flat.shape[0]
+    bits = tf.bitcast(tf.reshape(tf.cast(values, tf.float32), [-1]), tf.int32)
+    k = tf.cast(k, tf.int32)
+
+    def halve(low, high):
+        middle = low + (high - low + 1) // 2
+        enough = tf.reduce_sum(tf.cast(bits >= middle, tf.int32)) >= k
+        return tf.where(enough, middle, low), tf.where(enough, high, middle - 1)
+
+    low, _ = tf.while_loop(lambda low, high: low < high, halve,
+                           (tf.constant(0), tf.constant(0x7F800000)), maximum_iterations=32)
+    return tf.bitcast(low, tf.float32)
+
+
+def top_fraction(scores, density):
+    """A 0/1 mask of the entries of non-negative `scores` in the top `density` (a scalar tensor).
+
+    k = round(density * size), at least 1; ties at the threshold are all kept.
+    """
+    size = int(np.prod(scores.shape))
     k = ops.clip(ops.cast(ops.round(density * size), "int32"), 1, size)
-    threshold = ops.take(ops.flip(ops.sort(flat), 0), k - 1)
-    return ops.cast(scores >= threshold, "float32")
+    return ops.cast(scores >= ops.cast(kth_largest(scores, k), scores.dtype), "float32")
 
 
 @keras.saving.register_keras_serializable(package="tf_lottery")
@@ -47,7 +69,7 @@ class EdgePopupWrapper(LotteryWrapper):
             self._scores.append((score, density))
         self.layer.trainable = False
 
-    def _used_weights(self):
+    def _used_weights(self, training=None):
         mapping = []
         for (_, weight, mask), (score, density) in zip(self._masked, self._scores):
             magnitude = ops.abs(score)
@@ -64,9 +86,12 @@ class EdgePopupWrapper(LotteryWrapper):
         return {key: pair for (key, _, _), pair in zip(self.masked_weights, self._scores)}
 
 
-def wrap(plain, exclude=()):
-    """An edge-popup copy of a plain (stripped) model: every layer frozen but the scores."""
-    model = model_ops.wrap(plain, exclude=exclude, wrapper=EdgePopupWrapper)
+def wrap(plain, exclude=(), wrapper=EdgePopupWrapper):
+    """A copy of a plain (stripped) model with learned masks: every layer frozen but the scores.
+
+    `wrapper`: EdgePopupWrapper, or a subclass (supermask.SupermaskWrapper).
+    """
+    model = model_ops.wrap(plain, exclude=exclude, wrapper=wrapper)
     for layer in model_ops.inner_layers(model):  # wrapped layers' inner layers and all others
         layer.trainable = False
     return model

@@ -9,9 +9,9 @@ before the ticket's own training:
 - IMP and its reset variants: rounds 0..r-1 (their iterations and seconds);
 - one_shot: round 0; random_prune: nothing;
 - snip, grasp, synflow, early_bird: the search in the round's search.json;
-- gmp, edge_popup: their own training, which is what finds the ticket (their
-  accuracy is the final one: gmp's early stop can fall before its mask
-  reached the size);
+- gmp, edge_popup, supermask: their own training, which is what finds the
+  ticket (their accuracy is the final one: gmp's early stop can fall before
+  its mask reached the size);
 - random_reinit, reshuffle, signed_constant: controls on IMP's masks, so
   IMP's cost.
 
@@ -33,10 +33,11 @@ SIZES = (21.1, 5.5, 1.4)
 _NEAR = 0.15
 _NAMES = {"one_shot": "one-shot magnitude", "random_prune": "random pruning", "snip": "SNIP",
           "grasp": "GraSP", "synflow": "SynFlow", "gmp": "gradual magnitude pruning",
-          "early_bird": "early-bird", "edge_popup": "edge-popup", "random_reinit": "IMP mask, reinitialised",
+          "early_bird": "early-bird", "edge_popup": "edge-popup", "supermask": "Bernoulli supermask",
+          "random_reinit": "IMP mask, reinitialised",
           "reshuffle": "IMP mask, reshuffled", "signed_constant": "IMP mask, signed constant"}
 _SEARCHED = ("snip", "grasp", "synflow", "early_bird")
-_SELF_FOUND = ("gmp", "edge_popup")
+_SELF_FOUND = ("gmp", "edge_popup", "supermask")
 _ON_IMP_MASKS = ("random_reinit", "reshuffle", "signed_constant")
 
 
@@ -45,7 +46,7 @@ class Cell:
     """One method at one round."""
     round: int
     remaining: float          # % of the weights
-    accuracy: float           # test accuracy (at early stop; final for gmp and edge_popup)
+    accuracy: float           # test accuracy (at early stop; final for the _SELF_FOUND methods)
     find_iterations: int
     find_seconds: float
 

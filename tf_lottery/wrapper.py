@@ -165,7 +165,7 @@ class LotteryWrapper(keras.layers.Wrapper):
         # stripped layer may not accept; the inner layer takes its mask from `inputs` itself.
         if self._forward_training:
             kwargs["training"] = training
-        with keras.StatelessScope(state_mapping=self._used_weights()) as scope:
+        with keras.StatelessScope(state_mapping=self._used_weights(training)) as scope:
             outputs = self.layer(inputs, *args, **kwargs)
         for variable in self.layer.variables:
             value = scope.get_current_value(variable)
@@ -173,7 +173,7 @@ class LotteryWrapper(keras.layers.Wrapper):
                 variable.assign(value)
         return outputs
 
-    def _used_weights(self):
+    def _used_weights(self, training=None):
         """[(weight, the value the inner layer computes with)] for every masked weight."""
         return [(w, ops.where(m, w, 0)) for _, w, m in self._masked]
 
