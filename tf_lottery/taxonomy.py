@@ -146,7 +146,7 @@ def figure(found, out_dir):
                 "none", color=colormaps["tab20"](i % 20), label=method.label, markersize=5)
         percents += list(x)
     plots.remaining_axis(ax, percents)
-    ax.set_ylabel("test accuracy (early stop; final for gmp and edge-popup)")
+    ax.set_ylabel("test accuracy (early stop; final for the methods that train their own mask)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return plots.save_figure(fig, out_dir, "taxonomy_accuracy",
