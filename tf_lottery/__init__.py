@@ -42,9 +42,10 @@ _EXPORTS = {
     "RewindSnapshot": "tf_lottery.callbacks",
 }
 _SUBMODULES = ("analysis", "atomic", "callbacks", "config", "connectivity", "controls", "data",
-               "distribute", "experiment", "export", "flags", "imp", "input_pipeline", "model_ops",
-               "models", "objective", "plots", "pruning", "registry", "report", "results", "rounds",
-               "schedules", "settings", "shrink", "study", "tensorboard", "training", "wrapper")
+               "distribute", "edge_popup", "experiment", "export", "flags", "imp", "input_pipeline",
+               "model_ops", "models", "objective", "plots", "pruning", "registry", "report", "results",
+               "rounds", "schedules", "settings", "shrink", "study", "supermask", "tensorboard",
+               "training", "wrapper")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 __getattr__, __dir__ = lazy.attributes(__name__, _EXPORTS, _SUBMODULES)
