@@ -12,8 +12,9 @@ the experiment's own optimizer:
   clipped at 1) before sampling, so the sampled masks keep IMP's density on
   average (the paper's density is whatever the scores reach);
 - the ticket, used outside training and written to the wrapper's mask
-  variable, is the top `density` fraction of p (the authors also sample at
-  test time);
+  variable by every inference pass (the Trainer's evaluations; training
+  passes skip it), is the top `density` fraction of p (the authors also
+  sample at test time);
 - `logit_scale` multiplies the scores (the authors train them by SGD at
   learning rate 100; with Adam at 1.2e-3 a scale of 100 moves the logits at
   a comparable pace).
@@ -67,13 +68,12 @@ class SupermaskWrapper(edge_popup.EdgePopupWrapper):
         mapping = []
         for (_, weight, mask), (score, density) in zip(self._masked, self._scores):
             keep = ops.sigmoid(self.logit_scale * score)
-            ticket = edge_popup.top_fraction(keep, density)
-            mask.assign(ticket)
             if training:
                 seed = tf.cast(self.seed_generator.next(), tf.int32) + tf.constant([1, 0]) * self.sample_seed.value
                 used = sample(rescaled(keep, density), seed)
-            else:
-                used = ticket
+            else:  # the ticket is not needed by a training pass: the mask variable is the last inference's
+                used = edge_popup.top_fraction(keep, density)
+                mask.assign(used)
             mapping.append((weight, weight * ops.cast(used, weight.dtype)))
         return mapping
 
