@@ -53,6 +53,31 @@ def test_import_alone_registers_the_wrapper_for_load_model(tmp_path):
         assert result.stdout.strip() == "loaded"
 
 
+@pytest.mark.parametrize("module,wrapper", [("edge_popup", "EdgePopupWrapper"),
+                                             ("supermask", "SupermaskWrapper")])
+def test_import_alone_registers_the_learned_mask_wrappers_for_load_model(tmp_path, module, wrapper):
+    path = tmp_path / "learned.keras"
+    _ok(_python(f"""
+        import keras, numpy as np
+        from tf_lottery import {module}
+        inputs = keras.Input((5,))
+        model = {module}.wrap(keras.Model(inputs, keras.layers.Dense(3, name="fc")(inputs)))
+        model(np.ones((2, 5), "float32"), training=False)
+        model.save({str(path)!r})
+        np.save({str(tmp_path / 'out.npy')!r}, model(np.ones((2, 5), "float32"), training=False).numpy())
+    """))
+    result = _ok(_python(f"""
+        import tf_lottery, keras
+        import numpy as np
+        model = keras.models.load_model({str(path)!r})
+        assert type(model.get_layer("fc")).__name__ == "{wrapper}", type(model.get_layer("fc"))
+        expected = np.load({str(tmp_path / 'out.npy')!r})
+        np.testing.assert_array_equal(model(np.ones((2, 5), "float32"), training=False).numpy(), expected)
+        print("loaded")
+    """))
+    assert result.stdout.strip() == "loaded"
+
+
 def test_import_alone_leaves_tensorflow_and_keras_unloaded():
     result = _ok(_python("""
         import sys

@@ -102,6 +102,42 @@ def test_keras_file_round_trip(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.parametrize("frozen", ["wrapper", "inner layer"])
+def test_keras_file_round_trip_of_a_frozen_wrapper(tmp_path, frozen):
+    # Freezing after wrapping moves the inner weights between Keras' trainable and non-trainable
+    # lists; loading rebuilds the layer frozen, so the saved layout must not depend on that order.
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, LotteryWrapper(keras.layers.Dense(3, name="fc"))(inputs))
+    wrapper = model.get_layer("fc")
+    _, kernel, mask = wrapper.masked_weights[0]
+    mask.assign(_random_mask((6, 3), seed=4))
+    kernel.assign(kernel.numpy() + 1.0)
+    (wrapper if frozen == "wrapper" else wrapper.layer).trainable = False
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(2).normal(size=(4, 6)).astype("float32")
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    saved = {w.name: w.numpy() for w in model.weights}
+    assert sorted(saved) == sorted(w.name for w in loaded.weights)
+    for w in loaded.weights:
+        np.testing.assert_array_equal(w.numpy(), saved[w.name], err_msg=w.name)
+    assert not loaded.get_layer("fc").trainable_weights
+
+
+def test_keras_file_in_the_numbered_layout_of_0_1_0_still_loads(tmp_path, monkeypatch):
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, LotteryWrapper(keras.layers.Dense(3, name="fc"))(inputs))
+    model.get_layer("fc").masked_weights[0][2].assign(_random_mask((6, 3), seed=5))
+    with monkeypatch.context() as patch:
+        patch.setattr(LotteryWrapper, "save_own_variables", keras.layers.Layer.save_own_variables)
+        model.save(tmp_path / "old.keras")
+    loaded = keras.models.load_model(tmp_path / "old.keras")
+    x = np.random.default_rng(3).normal(size=(4, 6)).astype("float32")
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    np.testing.assert_array_equal(loaded.get_layer("fc").masked_weights[0][2].numpy(),
+                                  model.get_layer("fc").masked_weights[0][2].numpy())
+
+
 def test_wrapping_a_wrapper_is_an_error():
     wrapper = LotteryWrapper(keras.layers.Dense(2, name="fc"))
     with pytest.raises(ValueError, match="'fc' is already a LotteryWrapper"):

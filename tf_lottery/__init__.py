@@ -3,9 +3,9 @@
 Attributes load on first use, so that `tf_lottery.config` and
 `tf_lottery.data` can check settings and files without importing TensorFlow.
 Importing the package still imports neither TensorFlow nor Keras; it arranges
-(tf_lottery.import_hooks) that LotteryWrapper registers with Keras as soon as
+(tf_lottery.import_hooks) that the wrappers register with Keras as soon as
 Keras loads, so `keras.models.load_model` reads `.keras` files holding
-wrappers, and it sets TF_CPP_MIN_LOG_LEVEL=3 unless already set, which hides
+them, and it sets TF_CPP_MIN_LOG_LEVEL=3 unless already set, which hides
 TensorFlow's C++ start-up log.
 """
 

@@ -1,8 +1,9 @@
 """What `import tf_lottery` arranges without importing TensorFlow or Keras itself.
 
-- As soon as Keras is imported, `tf_lottery.wrapper` is imported too, so that
-  LotteryWrapper is registered with Keras' serialization and
-  `keras.models.load_model` reads `.keras` files holding wrappers.
+- As soon as Keras is imported, the modules defining the wrappers are
+  imported too (`SERIALIZABLE`), so that LotteryWrapper and the learned-mask
+  wrappers are registered with Keras' serialization and
+  `keras.models.load_model` reads `.keras` files holding any of them.
 - Unless the user set TF_CPP_MIN_LOG_LEVEL, it is set to 3, which hides
   TensorFlow's C++ log (the "failed call to cuInit" error on a machine without
   a GPU included). Some start-up lines are logged while TensorFlow's libraries
@@ -23,6 +24,7 @@ import sys
 import tempfile
 
 QUIET_LEVEL = "3"
+SERIALIZABLE = ("tf_lottery.wrapper", "tf_lottery.edge_popup", "tf_lottery.supermask")
 _SEVERITIES = b"IWE"
 _ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 _LOG_LINE = re.compile(rb"^(?:([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
@@ -75,9 +77,14 @@ class _OnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _register_wrapper(exec_module, module):
+def _register_wrappers():
+    for name in SERIALIZABLE:
+        importlib.import_module(name)
+
+
+def _register_after(exec_module, module):
     exec_module(module)
-    importlib.import_module("tf_lottery.wrapper")
+    _register_wrappers()
 
 
 def _min_log_level():
@@ -129,11 +136,11 @@ def _hook(name, around):
 
 
 def install():
-    """Registers LotteryWrapper when Keras loads and quiets TensorFlow's start-up (see the module doc)."""
+    """Registers the wrappers when Keras loads and quiets TensorFlow's start-up (see the module doc)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_LEVEL)
     if "tensorflow" not in sys.modules and _min_log_level() > 0:
         _hook("tensorflow", _drop_start_up_lines)
     if "keras" in sys.modules:
-        importlib.import_module("tf_lottery.wrapper")
+        _register_wrappers()
     else:
-        _hook("keras", _register_wrapper)
+        _hook("keras", _register_after)

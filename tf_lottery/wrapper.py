@@ -195,6 +195,33 @@ class LotteryWrapper(keras.layers.Wrapper):
     def get_config(self):
         return {**super().get_config(), "prunable": list(self.prunable)}
 
+    def _own_variables(self):
+        """{name: variable} of the wrapper's own variables (masks, snapshots, ...), not the inner layer's."""
+        inner = {id(v) for v in self.layer.variables}
+        own = [v for v in self._trainable_variables + self._non_trainable_variables if id(v) not in inner]
+        by_name = {v.name: v for v in own}
+        if len(by_name) != len(own):
+            raise ValueError(f"layer '{self.name}': two of its variables share a name: "
+                             f"{sorted(v.name for v in own)}")
+        return by_name
+
+    def save_own_variables(self, store):
+        # By name: Keras' default numbers the variables in trainable-first order, which freezing
+        # the layer after wrapping changes; the inner layer saves its own weights.
+        for name, variable in self._own_variables().items():
+            store[name] = variable
+
+    def load_own_variables(self, store):
+        if "0" in store:  # saved by tf_lottery 0.1.0 in Keras' numbered layout
+            super().load_own_variables(store)
+            return
+        own = self._own_variables()
+        if sorted(store.keys()) != sorted(own):
+            raise ValueError(f"layer '{self.name}': the file holds variables {sorted(store.keys())}, "
+                             f"the layer has {sorted(own)}")
+        for name, variable in own.items():
+            variable.assign(store[name])
+
     @property
     def masked_weights(self):
         """(key, weight, mask) triples; key is 'layer_name/attribute'."""
