@@ -1,6 +1,6 @@
 """analyze taxonomy: every method of some folders at a few sizes, with what finding each ticket cost."""
 
-from tf_lottery import atomic, results, taxonomy
+from tf_lottery import atomic, controls, results, taxonomy
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.results import analyses
 
@@ -55,3 +55,15 @@ def test_the_table_gives_each_method_its_accuracy_and_cost(tmp_path):
     bad = run_binary("analyze", "taxonomy", f"--experiment_dir={first}", "--sizes=0,abc")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
         "--sizes: must be percentages like 21.1,5.5, got 0,abc")
+
+
+def test_every_control_names_itself_and_what_finding_its_mask_costs():
+    kinds = (controls.FINDS_FREE, controls.FINDS_BY_IMP, controls.FINDS_BY_ROUND_0,
+             controls.FINDS_BY_SEARCH, controls.FINDS_BY_TRAINING)
+    labels = {}
+    for name in controls.CONTROLS.names():
+        control = controls.CONTROLS.get(name)
+        assert control.label, f"{name} has no label for the taxonomy table"
+        assert control.finds in kinds, f"{name}: finds={control.finds!r}"
+        labels.setdefault(control.label, name)
+        assert labels[control.label] == name, f"{name} and {labels[control.label]} share a label"

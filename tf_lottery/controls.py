@@ -62,6 +62,13 @@ with epy.lazy_imports():  # config reads the registry before TensorFlow may load
 
 CONTROLS = Registry("control")
 
+# What finding a control's mask costs before its own training (tf_lottery.taxonomy counts it):
+FINDS_FREE = "free"              # nothing (a random mask)
+FINDS_BY_IMP = "imp"             # IMP's rounds before it: it trains on IMP's mask
+FINDS_BY_ROUND_0 = "round_0"     # the dense round 0's training
+FINDS_BY_SEARCH = "search"       # a search, recorded in the round's search.json
+FINDS_BY_TRAINING = "training"   # its own training, which is what finds the mask
+
 # Bases of the controls' random draws, offset by the experiment's seed and the round.
 _REINIT_SEED = 10_000
 _RANDOM_MASK_SEED = 20_000
@@ -146,6 +153,8 @@ class Control(round_loop.Branch):
 
     first_round = 1
     random = False  # whether the control draws at random (then it takes further draws: NAME.2)
+    label = None    # its name in tables (default: the registered name)
+    finds = FINDS_FREE  # what finding its mask costs (one of the FINDS_ constants)
     spec = None     # the ControlSpec it runs under (run_controls sets it)
 
     @classmethod
@@ -194,7 +203,7 @@ class Control(round_loop.Branch):
 class RandomReinit(Control):
     """IMP's mask of round r on a fresh draw of the initialiser."""
 
-    random = True
+    random, label, finds = True, "IMP mask, reinitialised", FINDS_BY_IMP
 
     def __init__(self, context, name):
         super().__init__(context, name)
@@ -217,7 +226,7 @@ class RandomReinit(Control):
 class RandomPrune(Control):
     """A random mask with the per-tensor unit counts of IMP's round r, from the reset point."""
 
-    random = True
+    random, label = True, "random pruning"
 
     def start(self, round_index, records):
         config = self.context.pruning_config
@@ -230,6 +239,8 @@ class RandomPrune(Control):
 @CONTROLS.register("one_shot", help="round 0's trained weights pruned at once to IMP's sparsity, then reset")
 class OneShot(Control):
     """Round 0's trained weights pruned in one step to round r's per-tensor sparsity, then reset."""
+
+    label, finds = "one-shot magnitude", FINDS_BY_ROUND_0
 
     @classmethod
     def refuse(cls, config):
@@ -250,6 +261,8 @@ class OneShot(Control):
 class TicketValues(Control):
     """IMP's round-r mask on values derived from the reset point's, tensor by tensor."""
 
+    finds = FINDS_BY_IMP
+
     def values(self, weight, mask, round_index, index):
         """The new values of one tensor (only the positions `mask` keeps matter)."""
         raise NotImplementedError
@@ -267,7 +280,7 @@ class TicketValues(Control):
 @CONTROLS.register("reshuffle", help="IMP's mask, the surviving reset-point values permuted within each "
                                      "tensor (Zhou et al. 2019)")
 class Reshuffle(TicketValues):
-    random = True
+    random, label = True, "IMP mask, reshuffled"
 
     def values(self, weight, kept, round_index, index):
         seed = draw_seed(_RESHUFFLE_SEED, self.context.pruning_config.seed, round_index, self.draw)
@@ -279,6 +292,8 @@ class Reshuffle(TicketValues):
 @CONTROLS.register("signed_constant", help="IMP's mask, each survivor its reset-point sign times the "
                                            "tensor's standard deviation (Zhou et al. 2019)")
 class SignedConstant(TicketValues):
+    label = "IMP mask, signed constant"
+
     def values(self, weight, kept, round_index, index):
         new = weight.copy()
         new[kept] = np.sign(weight[kept]) * np.std(weight)
@@ -297,7 +312,7 @@ class EdgePopup(Control):
     their signs times each tensor's standard deviation.
     """
 
-    random = True
+    random, label, finds = True, "edge-popup", FINDS_BY_TRAINING
     method, seed_base = "edge_popup", _EDGE_POPUP_SEED
 
     @classmethod
@@ -349,7 +364,7 @@ class Supermask(EdgePopup):
     (at logit(density)), the samples seeded by round and draw.
     """
 
-    method, seed_base = "supermask", _SUPERMASK_SEED
+    method, seed_base, label = "supermask", _SUPERMASK_SEED, "Bernoulli supermask"
 
     def wrap(self, plain, exclude):
         return supermask.wrap(plain, exclude=exclude, logit_scale=self.context.pruning_config.supermask_logit_scale)
@@ -360,6 +375,8 @@ class Supermask(EdgePopup):
 
 class BeforeTraining(Control):
     """Pruned at the reset point (theta_0 or theta_k) by a score, to round r's per-tensor sparsity."""
+
+    finds = FINDS_BY_SEARCH
 
     def start(self, round_index, records):
         context = self.context
@@ -384,6 +401,8 @@ class BeforeTraining(Control):
 
 @CONTROLS.register("snip", help="pruned before training by |g * w| on a few batches (Lee et al. 2019)")
 class Snip(BeforeTraining):
+    label = "SNIP"
+
     def masks(self, densities):
         context = self.context
         batches = context.trainer.first_batches(context.pruning_config.saliency_batches)
@@ -394,6 +413,8 @@ class Snip(BeforeTraining):
 @CONTROLS.register("grasp", help="pruned before training by w * Hg, keeping gradient flow (Wang et al. "
                                  "2020); unstructured only")
 class Grasp(BeforeTraining):
+    label = "GraSP"
+
     @classmethod
     def refuse(cls, config):
         if config.pruning.structure != "unstructured":
@@ -416,6 +437,8 @@ class Grasp(BeforeTraining):
 @CONTROLS.register("synflow", help="pruned before training by iterative synaptic flow, without data "
                                    "(Tanaka et al. 2020)")
 class Synflow(BeforeTraining):
+    label = "SynFlow"
+
     def search_cost(self):
         return {"scored_batches": 0, "synflow_iterations": self.context.pruning_config.synflow_iterations}
 
@@ -460,6 +483,8 @@ class GradualMagnitude(Control):
     multiple of the frequency from the begin step; each tensor reaches its
     own IMP sparsity in proportion.
     """
+
+    label, finds = "gradual magnitude pruning", FINDS_BY_TRAINING
 
     @classmethod
     def refuse(cls, config):
@@ -529,6 +554,8 @@ class EarlyBird(Control):
     --early_bird_threshold (or at the end of training). The search is not
     checkpointed: it is deterministic, so an interrupted one is rerun.
     """
+
+    label, finds = "early-bird", FINDS_BY_SEARCH
 
     def start(self, round_index, records):
         context, config = self.context, self.context.pruning_config

@@ -7,13 +7,13 @@ weights remaining (within 15%); its cost is what was trained or computed
 before the ticket's own training:
 
 - IMP and its reset variants: rounds 0..r-1 (their iterations and seconds);
-- one_shot: round 0; random_prune: nothing;
-- snip, grasp, synflow, early_bird: the search in the round's search.json;
-- gmp, edge_popup, supermask: their own training, which is what finds the
-  ticket (their accuracy is the final one: gmp's early stop can fall before
-  its mask reached the size);
-- random_reinit, reshuffle, signed_constant: controls on IMP's masks, so
-  IMP's cost.
+- a control: what its class's `finds` says (tf_lottery.controls): nothing
+  (random_prune), round 0 (one_shot), the search in the round's search.json
+  (snip, grasp, synflow, early_bird), its own training, which is what finds
+  the ticket (gmp, edge_popup, supermask; their accuracy is the final one:
+  gmp's early stop can fall before its mask reached the size), or IMP's
+  rounds for the controls on IMP's masks (random_reinit, reshuffle,
+  signed_constant).
 
 Nothing here imports TensorFlow.
 """
@@ -25,20 +25,13 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from tf_lottery import atomic
+from tf_lottery import controls
 from tf_lottery import plots
 from tf_lottery import results
 from tf_lottery.results import analyses
 
 SIZES = (21.1, 5.5, 1.4)
 _NEAR = 0.15
-_NAMES = {"one_shot": "one-shot magnitude", "random_prune": "random pruning", "snip": "SNIP",
-          "grasp": "GraSP", "synflow": "SynFlow", "gmp": "gradual magnitude pruning",
-          "early_bird": "early-bird", "edge_popup": "edge-popup", "supermask": "Bernoulli supermask",
-          "random_reinit": "IMP mask, reinitialised",
-          "reshuffle": "IMP mask, reshuffled", "signed_constant": "IMP mask, signed constant"}
-_SEARCHED = ("snip", "grasp", "synflow", "early_bird")
-_SELF_FOUND = ("gmp", "edge_popup", "supermask")
-_ON_IMP_MASKS = ("random_reinit", "reshuffle", "signed_constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +39,7 @@ class Cell:
     """One method at one round."""
     round: int
     remaining: float          # % of the weights
-    accuracy: float           # test accuracy (at early stop; final for the _SELF_FOUND methods)
+    accuracy: float           # test accuracy (at early stop; final for FINDS_BY_TRAINING controls)
     find_iterations: int
     find_seconds: float
 
@@ -81,6 +74,20 @@ def _imp_costs(records):
     return costs
 
 
+def _control_cost(finds, record, directory, imp_costs, round0):
+    """(iterations, seconds) that finding a control round's mask cost."""
+    if finds == controls.FINDS_BY_SEARCH:
+        search = atomic.read_json(results.search_path(directory))
+        return search["find_iterations"], search["find_seconds"]
+    if finds == controls.FINDS_BY_TRAINING:
+        return record["train_steps"], record["wall_seconds"]
+    if finds == controls.FINDS_BY_ROUND_0 and round0 is not None:
+        return round0["train_steps"], round0["wall_seconds"]
+    if finds == controls.FINDS_BY_IMP:
+        return imp_costs.get(record["round"], (0, 0.0))
+    return 0, 0.0
+
+
 def methods(directories):
     """[Method] of every IMP branch and control in the experiment folders, in their order."""
     found = []
@@ -93,25 +100,17 @@ def methods(directories):
                              *imp_costs[r["round"]]) for r in imp_records}))
         for control, records in run.summary["controls"].items():
             name = control.split(".")[0]
+            kind = controls.CONTROLS.get(name)
             cells = {}
             for r in records:
                 if r.get("failed"):
                     continue
-                if name in _SEARCHED:
-                    search = atomic.read_json(results.search_path(run.round_dir(r["round"], control)))
-                    cost = (search["find_iterations"], search["find_seconds"])
-                elif name in _SELF_FOUND:
-                    cost = (r["train_steps"], r["wall_seconds"])
-                elif name == "one_shot" and round0 is not None:
-                    cost = (round0["train_steps"], round0["wall_seconds"])
-                elif name in _ON_IMP_MASKS:
-                    cost = imp_costs.get(r["round"], (0, 0.0))
-                else:
-                    cost = (0, 0.0)
-                accuracy = r["final_test_accuracy"] if name in _SELF_FOUND else r["early_stop_test_accuracy"]
+                cost = _control_cost(kind.finds, r, run.round_dir(r["round"], control), imp_costs, round0)
+                accuracy = r["final_test_accuracy" if kind.finds == controls.FINDS_BY_TRAINING
+                             else "early_stop_test_accuracy"]
                 cells[r["round"]] = Cell(r["round"], 100 * r["remaining_fraction"], accuracy, *cost)
             suffix = f", draw {control.split('.')[1]}" if "." in control else ""
-            found.append(Method(_NAMES.get(name, name) + suffix, cells))
+            found.append(Method((kind.label or name) + suffix, cells))
     return found
 
 
