@@ -175,6 +175,9 @@ def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
         assert part in text, part
     assert all(p.png.is_file() and p.svg.is_file() for p in figures)
     assert json.loads(folder.study_path(tmp_path / "s").read_text())["counts"]["finished"] == 6
+    # Each point trained 3 rounds of 1 s (IMP 0-1, the control's 1): its compute, and the total.
+    assert text.count("| finished | 3 | 3 s |") == 6
+    assert "Training time over the finished points: 18 s in 18 rounds" in text
 
 
 def test_t_interval_of_a_mean():

@@ -131,14 +131,35 @@ def difference_table(side_a, side_b, fields=("early_stop_test_accuracy", "early_
     return "\n".join(lines)
 
 
+def _duration(seconds):
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def _training(directory):
+    """(rounds, seconds) of every round recorded in a point's summary.json, controls included."""
+    summary = results.read_summary(directory)
+    records = summary["rounds"] + [r for rs in summary["controls"].values() for r in rs]
+    return len(records), sum(r.get("wall_seconds", 0.0) for r in records)
+
+
 def _points_table(data):
-    lines = ["| # | " + " | ".join(a.name for a in data.axes) + " | state | folder |",
-             "|---:|" + "---|" * (len(data.axes) + 2)]
+    lines = ["| # | " + " | ".join(a.name for a in data.axes) + " | state | rounds | training time | folder |",
+             "|---:|" + "---|" * (len(data.axes) + 1) + "---:|---:|---|"]
+    total_rounds, total_seconds = 0, 0.0
     for entry in data.entries:
         values = [", ".join(str(entry["values"].get(n)) for n in a.names) for a in data.axes]
         state = entry["state"] + (f": {entry['error']}" if entry.get("error") else "")
-        lines.append(f"| {entry['index']} | " + " | ".join(values)
-                     + f" | {state.replace('|', '/')} | `{entry['folder']}` |")
+        rounds, seconds = _training(data.study_dir / entry["folder"])
+        if entry["state"] == "finished":
+            total_rounds, total_seconds = total_rounds + rounds, total_seconds + seconds
+        lines.append(f"| {entry['index']} | " + " | ".join(values) + f" | {state.replace('|', '/')} | "
+                     f"{rounds} | {_duration(seconds)} | `{entry['folder']}` |")
+    lines += ["", f"Training time over the finished points: {_duration(total_seconds)} in {total_rounds} "
+                  "rounds (IMP and controls; each round's wall time as its summary.json records it)."]
     return "\n".join(lines)
 
 
