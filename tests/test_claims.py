@@ -107,3 +107,35 @@ def test_one_seed_gives_numbers_without_intervals(group):
     assert findings[5].ours == "+400 iterations (one seed: no interval) at 3.5% against round 0"
     assert findings[5].verdict == "needs 2+ seeds"
     assert findings[7].ours.startswith("+0.72 points (one seed: no interval) at 10.7%")
+
+
+def _with_early_stops(group, iteration):
+    """The group with IMP's early-stop iteration of seed s at round r set to iteration(s, r)."""
+    runs = {}
+    for key, run in group.runs.items():
+        rounds = [{**record, "early_stop_iteration": iteration(key[0], record["round"])}
+                  for record in run.summary["rounds"]]
+        runs[key] = run.__class__(run.directory, run.config, {**run.summary, "rounds": rounds})
+    return statistics.Group(group.positions, group.label, runs)
+
+
+def test_where_the_tickets_are_fastest_is_judged_over_resamples_of_the_seeds(group):
+    # Round 9 (13.4%) stops at 480 in every seed; round 7 (21.0%) at 600 in seeds 0, 2, 4 and 400 in
+    # seeds 1, 3: the means put the fastest at round 9, but round 7 is fastest in about a third of
+    # the resamples (those with 3 or more of the odd seeds), so 21.1% is among the likely sizes.
+    split = _with_early_stops(group, lambda s, r: {7: 600 - 200 * (s % 2), 9: 480}.get(r, 1000))
+    finding = claims.check(split, "lth_lenet")[2]
+    assert finding.ours == "fastest at 13.4% (480 iterations) [95% of resamples: 21.0%, 13.4%]"
+    assert finding.verdict == "agrees"
+    # Without the split, round 9 is fastest in every resample: two rounds from 21.1%.
+    steady = _with_early_stops(group, lambda s, r: {7: 500, 9: 480}.get(r, 1000))
+    finding = claims.check(steady, "lth_lenet")[2]
+    assert finding.ours == "fastest at 13.4% (480 iterations) [95% of resamples: 13.4%]"
+    assert finding.verdict == "agrees in direction"
+
+
+def test_likely_locations_hold_the_level_with_the_most_frequent_first():
+    assert statistics.likely_locations([3] * 90 + [5] * 6 + [8] * 4) == [3, 5]
+    assert statistics.likely_locations([3] * 95 + [5] * 5) == [3]
+    assert statistics.likely_locations([None] * 50 + [2] * 50) == [2, None]
+    assert statistics.likely_locations([1] * 94 + [2] * 3 + [4] * 3) == [1, 2, 4]  # ties kept

@@ -13,13 +13,18 @@ interval [low, high]:
 - agrees in direction: the interval lies on v's side of no effect (0; 1 for
   a ratio) but excludes v;
 - disagrees: the interval holds no effect or lies on the other side.
-A claim about where something happens (at which size) agrees when ours is
-at the paper's round and agrees in direction within two rounds of it. A
+A claim about where something happens (at which size) is located in every
+bootstrap resample of the seeds too: it agrees when the paper's round is
+among the likeliest rounds that hold 95% of the resamples (ours is the
+round of the means), agrees in direction when ours is within two rounds of
+the paper's, and disagrees otherwise. A
 claim whose rounds or controls the study lacks is 'not measured', and one
 whose numbers have no interval (one seed, one value) 'needs 2+ seeds'.
 """
 
 import dataclasses
+
+import numpy as np
 
 from tf_lottery.registry import Registry
 from tf_lottery.study import statistics
@@ -67,6 +72,11 @@ class Evidence:
         rows = {row.round: row for row in statistics.round_stats(self.group, field, control)}
         return rows[r].mean
 
+    def matrix(self, field, sides):
+        """Seeds x sides: each seed's value of `field` on each side, (control, round) (draws averaged)."""
+        return [[np.mean(self.group.values(key, r, field, control)) for control, r in sides]
+                for key in sorted(self.group.runs)]
+
     def compare(self, field, a, b, ratio=False):
         """(estimate, low, high) of side a minus (or over) side b; a side is (control, round)."""
         values_a = statistics.side_values((self.group, a[0]), a[1], field)
@@ -92,11 +102,25 @@ def effect_verdict(estimate, low, high, claimed, null=0.0, at_least=False):
     return DISAGREES
 
 
-def location_verdict(ours, paper):
-    """Agrees at the paper's round, in direction within two rounds of it."""
+def location_verdict(ours, paper, likely):
+    """Agrees when the paper's round is among the `likely` ones (95% of the bootstrap resamples), in
+    direction when ours is within two rounds of it."""
     if ours is None or paper is None:
         return MISSING
-    return AGREES if ours == paper else DIRECTION if abs(ours - paper) <= 2 else DISAGREES
+    return AGREES if paper in likely else DIRECTION if abs(ours - paper) <= 2 else DISAGREES
+
+
+def _located(evidence, rounds, field, sides, locate):
+    """(round of the means, likely rounds): `locate(values over sides)` gives an index into `rounds`."""
+    matrix = evidence.matrix(field, sides)
+    where = locate(np.mean(matrix, axis=0))
+    likely = statistics.likely_locations(statistics.bootstrap_locations(matrix, locate))
+    return (None if where is None else rounds[where]), [None if i is None else rounds[i] for i in likely]
+
+
+def _likely_text(evidence, likely):
+    where = ", ".join("nowhere" if r is None else f"{evidence.remaining(r):.1f}%" for r in likely)
+    return f" [95% of resamples: {where}]"
 
 
 def _interval(low, high, number):
@@ -172,10 +196,13 @@ def _fastest_size(evidence):
     rounds = [r for r in evidence.rounds() if r > 0]
     if not rounds or evidence.round_at(21.1) is None:
         return _missing(claim, source, paper, "IMP rounds down to 21.1%")
-    fastest = min(rounds, key=lambda r: evidence.mean(ITERATION, r))
+    rounds = sorted(rounds)
+    fastest, likely = _located(evidence, rounds, ITERATION, [(None, r) for r in rounds],
+                               lambda means: int(np.argmin(means)))
     return Finding(claim, source, paper,
-                   f"fastest {_at(evidence, fastest)} ({evidence.mean(ITERATION, fastest):.0f} iterations)",
-                   location_verdict(fastest, evidence.round_at(21.1)))
+                   f"fastest {_at(evidence, fastest)} ({evidence.mean(ITERATION, fastest):.0f} iterations)"
+                   + _likely_text(evidence, likely),
+                   location_verdict(fastest, evidence.round_at(21.1), likely))
 
 
 def _gain_at_13_5(evidence):
@@ -220,13 +247,18 @@ def _reinit_drops_at_21(evidence):
     rounds = sorted(evidence.rounds("random_reinit"))
     if not rounds or evidence.round_at(21.1, "random_reinit") is None:
         return _missing(claim, source, paper, "random_reinit down to 21.1%")
-    dense = evidence.mean(ACCURACY, 0)
-    below = [r for r in rounds if all(evidence.mean(ACCURACY, k, "random_reinit") < dense
-                                      for k in rounds if k >= r)]
-    if not below:
-        return Finding(claim, source, paper, f"never below (round 0: {100 * dense:.2f}%)", DISAGREES)
-    return Finding(claim, source, paper, f"from {evidence.remaining(below[0]):.1f}% on",
-                   location_verdict(below[0], evidence.round_at(21.1, "random_reinit")))
+    def first_of_the_rounds_below(values):  # values: round 0's IMP accuracy, then the control's
+        below = np.asarray(values[1:]) < values[0]
+        return next((i for i in range(len(below)) if below[i:].all()), None)
+
+    drop, likely = _located(evidence, rounds, ACCURACY,
+                            [(None, 0)] + [("random_reinit", r) for r in rounds], first_of_the_rounds_below)
+    if drop is None:
+        return Finding(claim, source, paper, f"never below (round 0: "
+                                             f"{100 * evidence.mean(ACCURACY, 0):.2f}%)"
+                       + _likely_text(evidence, likely), DISAGREES)
+    return Finding(claim, source, paper, f"from {evidence.remaining(drop):.1f}% on" + _likely_text(evidence, likely),
+                   location_verdict(drop, evidence.round_at(21.1, "random_reinit"), likely))
 
 
 def _random_pruning_at_10_7(evidence):

@@ -9,7 +9,9 @@ every draw of every seed. The 95% interval of a mean is Student's t interval;
 differences are paired by seed when both sides have one value per seed and
 the same seeds (else the two sides are resampled independently), and their
 95% interval is the percentile bootstrap of the mean difference, with a
-seeded generator, so a report is reproducible. Nothing here imports
+seeded generator, so a report is reproducible. Where something happens (the
+round of the fastest tickets) is bootstrapped the same way, resampling seeds
+with all their rounds. Nothing here imports
 TensorFlow, Ray or matplotlib.
 """
 
@@ -185,6 +187,31 @@ def bootstrap_ratio(a, b):
     tail = 100 * (1 - LEVEL) / 2
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return ratio, float(low), float(high)
+
+
+def bootstrap_locations(matrix, locate):
+    """Where `locate(column means)` puts it in each bootstrap resample of the rows of `matrix`.
+
+    Rows are replicates (seeds), columns rounds; a resample draws rows with
+    replacement, so each seed's rounds stay together. Returns one location
+    per resample (whatever `locate` returns: a column index, or None).
+    """
+    matrix = np.asarray(matrix, float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = matrix[rng.integers(0, len(matrix), (BOOTSTRAP_SAMPLES, len(matrix)))].mean(axis=1)
+    return [locate(row) for row in means]
+
+
+def likely_locations(locations, level=LEVEL):
+    """The most frequent locations whose shares add up to at least `level` (ties kept), sorted."""
+    counts = collections.Counter(locations).most_common()
+    chosen, total = [], 0
+    for value, count in counts:
+        if total >= level * len(locations) and count < counts[len(chosen) - 1][1]:
+            break
+        chosen.append(value)
+        total += count
+    return sorted(chosen, key=lambda v: (v is None, v))
 
 
 def side_values(side, r, field):
