@@ -17,9 +17,9 @@ A claim about where something happens (at which size) is located in every
 bootstrap resample of the seeds too: it agrees when the paper's round is
 among the likeliest rounds that hold 95% of the resamples (ours is the
 round of the means), agrees in direction when ours is within two rounds of
-the paper's, and disagrees otherwise. A
-claim whose rounds or controls the study lacks is 'not measured', and one
-whose numbers have no interval (one seed, one value) 'needs 2+ seeds'.
+the paper's, and disagrees otherwise. A claim whose rounds or controls the
+study lacks is 'not measured', and one whose numbers have no interval (one
+seed, one value) 'needs 2+ seeds'.
 """
 
 import dataclasses
@@ -247,6 +247,7 @@ def _reinit_drops_at_21(evidence):
     rounds = sorted(evidence.rounds("random_reinit"))
     if not rounds or evidence.round_at(21.1, "random_reinit") is None:
         return _missing(claim, source, paper, "random_reinit down to 21.1%")
+
     def first_of_the_rounds_below(values):  # values: round 0's IMP accuracy, then the control's
         below = np.asarray(values[1:]) < values[0]
         return next((i for i in range(len(below)) if below[i:].all()), None)
@@ -257,7 +258,8 @@ def _reinit_drops_at_21(evidence):
         return Finding(claim, source, paper, f"never below (round 0: "
                                              f"{100 * evidence.mean(ACCURACY, 0):.2f}%)"
                        + _likely_text(evidence, likely), DISAGREES)
-    return Finding(claim, source, paper, f"from {evidence.remaining(drop):.1f}% on" + _likely_text(evidence, likely),
+    return Finding(claim, source, paper,
+                   f"from {evidence.remaining(drop):.1f}% on" + _likely_text(evidence, likely),
                    location_verdict(drop, evidence.round_at(21.1, "random_reinit"), likely))
 
 

@@ -11,8 +11,7 @@ the same seeds (else the two sides are resampled independently), and their
 95% interval is the percentile bootstrap of the mean difference, with a
 seeded generator, so a report is reproducible. Where something happens (the
 round of the fastest tickets) is bootstrapped the same way, resampling seeds
-with all their rounds. Nothing here imports
-TensorFlow, Ray or matplotlib.
+with all their rounds. Nothing here imports TensorFlow, Ray or matplotlib.
 """
 
 import collections
