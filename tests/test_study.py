@@ -212,3 +212,29 @@ def test_a_controls_further_draws_are_pooled_with_its_first(tmp_path):
     text = path.read_text()
     assert "### all points: control random_reinit" in text and "| 6 |" in text
     assert {p.name for p in figures} >= {"study_accuracy_controls", "study_early_stop_controls"}
+
+
+def test_a_ticket_versus_control_gap_is_compared_between_groups(tmp_path):
+    # Per seed, IMP at round 1 is 0.9 + offset (+ noise); the control is 0.88 (+ noise). The global
+    # group's gap is therefore 0.02 larger than the layer group's, seed by seed up to the noise.
+    plan = grid.plan(BASE.replace(controls=["random_reinit"]),
+                     ["seed=0,1,2", "prune_scope=layer,global"], tmp_path / "s")
+    study = folder.Study(plan)
+    study.write_spec()
+    for point in plan.points:
+        offset = 0.02 if point.values["prune_scope"] == "global" else 0.0
+        _fake_point(point.directory, point.config, point.values["seed"], offset)
+        study.update(point.index, state="finished")
+    data = statistics.load(tmp_path / "s")
+    (_, _, _, group, reference), = statistics.comparisons(data)
+    (r, remaining, n, mean, low, high), = statistics.gap_difference_rows(
+        group, reference, "random_reinit", "early_stop_test_accuracy")
+    gaps = {g.label: [run.records()[1]["early_stop_test_accuracy"]
+                      - run.records("random_reinit")[1]["early_stop_test_accuracy"]
+                      for _, run in sorted(g.runs.items())] for g in (group, reference)}
+    expected = np.mean(np.subtract(gaps["prune_scope=global"], gaps["prune_scope=layer"]))
+    assert (r, n) == (1, 3) and remaining == pytest.approx(80.0)
+    assert mean == pytest.approx(expected) and 0.015 < low <= mean <= high < 0.025
+    text = report.make_report(tmp_path / "s")[0].read_text()
+    assert "## Ticket-versus-control gap, group versus group" in text
+    assert "### prune_scope=global minus prune_scope=layer: IMP - random_reinit" in text

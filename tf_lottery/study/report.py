@@ -6,9 +6,10 @@ pooled), the mean with its 95% t interval, the min-max and n of the test
 accuracy at early stop, the early-stop iteration and the final test
 accuracy; figures of accuracy and early-stop iteration against weights
 remaining, one line per group, and per group the ticket beside its controls,
-with 95% interval bands; IMP against each control and each group against
-the first position of its axis, with 95% bootstrap intervals of the
-difference. Figures go to STUDY/plots/, the report to
+with 95% interval bands; IMP against each control, each group against
+the first position of its axis, and how much IMP's lead over a control moves
+between those groups, with 95% bootstrap intervals of the difference; each
+point's training time. Figures go to STUDY/plots/, the report to
 STUDY/report.md (paths from tf_lottery.results); the axes, labels and file
 writing are tf_lottery.plots' helpers.
 """
@@ -62,6 +63,7 @@ def _figure(data, lines, field, name, ylabel, what, caption):
     return plots.save_figure(fig, results.plots_dir(data.study_dir), name, caption)
 
 
+_DIFFERENCE_FIELDS = ("early_stop_test_accuracy", "early_stop_iteration")
 _FIGURE_FIELDS = (("early_stop_test_accuracy", "accuracy", "test accuracy at early stop"),
                   ("early_stop_iteration", "early_stop", "early-stop iteration"))
 
@@ -118,17 +120,27 @@ def _interval(mean, low, high, field):
     return f"{_number(mean, field)} [{_number(low, field)}, {_number(high, field)}]"
 
 
-def difference_table(side_a, side_b, fields=("early_stop_test_accuracy", "early_stop_iteration")):
-    """Per round: mean difference a - b of each field with its 95% bootstrap interval, and n."""
-    rows = {field: statistics.difference_rows(side_a, side_b, field) for field in fields}
-    lines = ["| round | remaining % | " + " | ".join(f"{statistics.FIELDS[f]} difference [95% CI]"
-                                                      for f in fields) + " | n |",
-             "|" + "---:|" * (len(fields) + 3)]
+def _rounds_table(rows, what):
+    """Markdown of {field: [(round, % remaining, n, mean, low, high)]}: a row per round, a column per field."""
+    lines = ["| round | remaining % | " + " | ".join(f"{statistics.FIELDS[f]} {what} [95% CI]" for f in rows)
+             + " | n |", "|" + "---:|" * (len(rows) + 3)]
     for parts in zip(*rows.values()):
         r, remaining, n = parts[0][:3]
-        cells = [_interval(*row[3:], field) for row, field in zip(parts, fields)]
+        cells = [_interval(*row[3:], field) for row, field in zip(parts, rows)]
         lines.append(f"| {r} | {remaining:.2f} | " + " | ".join(cells) + f" | {n} |")
     return "\n".join(lines)
+
+
+def difference_table(side_a, side_b, fields=_DIFFERENCE_FIELDS):
+    """Per round: mean difference a - b of each field with its 95% bootstrap interval, and n."""
+    return _rounds_table({field: statistics.difference_rows(side_a, side_b, field) for field in fields},
+                         "difference")
+
+
+def gap_table(group, reference, control, fields=_DIFFERENCE_FIELDS):
+    """Per round: the change of the IMP - control gap from `reference` to `group`, per field."""
+    return _rounds_table({field: statistics.gap_difference_rows(group, reference, control, field)
+                          for field in fields}, "gap change")
 
 
 def _duration(seconds):
@@ -208,6 +220,16 @@ def write_report(data, figures, claims=None):
             lines += [f"### {axis.label(position)} minus {axis.label(0)}"
                       + (f" (at {context})" if context != "all points" else ""), "",
                       difference_table((group, None), (reference, None)), ""]
+    if found and controls:
+        lines += ["## Ticket-versus-control gap, group versus group", "",
+                  "How much IMP's lead over each control (IMP minus the control, per seed) changes from "
+                  "the axis's first position to each other one; mean over seeds (paired by seed) with a "
+                  "95% bootstrap interval.", ""]
+        for axis, position, context, group, reference in found:
+            for control in controls:
+                lines += [f"### {axis.label(position)} minus {axis.label(0)}: IMP - {control}"
+                          + (f" (at {context})" if context != "all points" else ""), "",
+                          gap_table(group, reference, control), ""]
     path = results.report_path(base)
     path.write_text("\n".join(lines))
     return path

@@ -241,6 +241,37 @@ def difference_rows(side_a, side_b, field):
     return rows
 
 
+def gap_values(group, control, r, field):
+    """{replicate key: IMP's value minus the mean of the control's draws} at round r, for the
+    replicates that have both."""
+    gaps = {}
+    for key in sorted(group.runs):
+        imp, other = group.values(key, r, field), group.values(key, r, field, control)
+        if imp and other:
+            gaps[key] = imp[0] - float(np.mean(other))
+    return gaps
+
+
+def gap_difference_rows(group, reference, control, field):
+    """How much the ticket-versus-control gap moves from `reference` to `group`.
+
+    Per round where both groups have IMP and the control in every
+    replicate: (round, % remaining of group, n, mean gap of group minus mean
+    gap of reference, low, high), paired by replicate when both groups have
+    the same ones (a difference of differences).
+    """
+    rounds = set.intersection(*(set(run.records()) & set(run.records(control))
+                                for g in (group, reference) for run in g.runs.values()))
+    rows = []
+    for r in sorted(rounds):
+        a, b = gap_values(group, control, r, field), gap_values(reference, control, r, field)
+        paired = a.keys() == b.keys()
+        remaining = float(np.mean([100 * run.records()[r]["remaining_fraction"] for run in group.runs.values()]))
+        rows.append((r, remaining, min(len(a), len(b)),
+                     *bootstrap(list(a.values()), list(b.values()), paired)))
+    return rows
+
+
 def comparisons(data):
     """[(axis, position, context label, group, reference group)]: along each non-replicate axis with
     two or more positions, every position against the first, the other axes held fixed."""
