@@ -34,3 +34,33 @@ def test_pack_then_unpack_gives_back_every_mask_curve_and_record(splits, tmp_pat
         for key in masks:
             np.testing.assert_array_equal(masks[key], restored[key])
     assert plots.load_runs([tmp_path / "back"])[0].summary["rounds"][2]["round"] == 2
+
+
+def test_a_study_packs_each_finished_point_and_unpacks_to_a_study_the_report_reads(splits, tmp_path):
+    from tf_lottery.config import ExperimentConfig
+    from tf_lottery.study import folder, grid, statistics
+
+    base = ExperimentConfig.from_flat(dataset="mnist_small", rounds=1, train_steps=20)
+    plan = grid.plan(base, ["seed=0,1,2"], tmp_path / "study")
+    study = folder.Study(plan)
+    study.write_spec()
+    for point in plan.points[:2]:  # the third point stays pending
+        training.configure_runtime(point.values["seed"])
+        imp.run_rounds(tfl.wrap(tiny_model()), splits, rounds=1, experiment_dir=point.directory,
+                       training_config=tiny_training(train_steps=20), pruning_config=tfl.PruningConfig())
+        results.write_config(point.directory, point.config)
+        study.update(point.index, state="finished")
+    pack_results.pack_study(tmp_path / "study", tmp_path / "pack")
+    assert sorted(p.name for p in (tmp_path / "pack").iterdir()) == sorted(
+        [folder.SPEC, folder.STUDY] + [p.directory.name for p in plan.points[:2]])
+    assert not list((tmp_path / "pack").rglob("ckpt"))
+    first = tmp_path / "pack" / plan.points[0].directory.name / pack_results.MASKS
+    stamp = first.stat().st_mtime_ns
+    pack_results.pack_study(tmp_path / "study", tmp_path / "pack")  # again: finished packs stay
+    assert first.stat().st_mtime_ns == stamp
+    pack_results.unpack_study(tmp_path / "pack", tmp_path / "back")
+    original, back = statistics.load(tmp_path / "study"), statistics.load(tmp_path / "back")
+    assert [len(g.runs) for g in back.groups] == [2]
+    for field in statistics.FIELDS:
+        assert (statistics.round_stats(back.groups[0], field)
+                == statistics.round_stats(original.groups[0], field))

@@ -3,6 +3,12 @@
   python tools/pack_results.py pack EXPERIMENT_DIR docs/results/data/NAME
   python tools/pack_results.py unpack docs/results/data/NAME OUT_DIR   # then analyze plots OUT_DIR
 
+A study folder (binaries.study) packs the same way: its study_config.json and
+study.json, and each finished point packed under its folder name (a point
+already packed with the same summary.json is left as it is, so packing again
+as more points finish rewrites nothing finished). Unpacked, it is a study
+folder again: `analyze study` reads it, and the study command resumes it.
+
 A pack holds config.json, summary.json, every finished round's metrics.json
 (controls included), the curves gzipped (curves.json.gz) and the masks as bits
 (masks.npz: one packed array per round and weight; a control round whose mask
@@ -21,6 +27,7 @@ import numpy as np
 
 from tf_lottery import atomic
 from tf_lottery import results
+from tf_lottery.study import folder
 
 MASKS = "masks.npz"
 CURVES = "curves.json.gz"
@@ -88,7 +95,42 @@ def unpack(pack_dir, out):
         atomic.write_npz(results.mask_path(out / relative), {**imp, **own} if own or imp else {})
 
 
+def pack_study(study_dir, out):
+    """Packs a study folder into `out`: its two study files and every finished point's pack."""
+    study_dir, out = pathlib.Path(study_dir), pathlib.Path(out)
+    _, study = folder.read_study(study_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (folder.spec_path(study_dir), folder.study_path(study_dir)):
+        shutil.copyfile(path, out / path.name)
+    for entry in study["points"]:
+        point, packed = study_dir / entry["folder"], out / entry["folder"]
+        if entry["state"] != "finished":
+            continue
+        if (results.summary_path(packed).is_file()
+                and results.read_summary(packed) == results.read_summary(point)):
+            continue
+        pack(point, packed)
+
+
+def unpack_study(pack_dir, out):
+    """Writes the study folder a study pack describes into `out`."""
+    pack_dir, out = pathlib.Path(pack_dir), pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (folder.spec_path(pack_dir), folder.study_path(pack_dir)):
+        shutil.copyfile(path, out / path.name)
+    for point in sorted(p for p in pack_dir.iterdir() if p.is_dir()):
+        unpack(point, out / point.name)
+
+
+def _is_study(directory):
+    return folder.spec_path(directory).is_file()
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] not in ("pack", "unpack"):
         sys.exit(__doc__)
-    {"pack": pack, "unpack": unpack}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    source, target = sys.argv[2], sys.argv[3]
+    if sys.argv[1] == "pack":
+        (pack_study if _is_study(source) else pack)(source, target)
+    else:
+        (unpack_study if _is_study(source) else unpack)(source, target)
