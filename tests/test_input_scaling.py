@@ -73,5 +73,8 @@ def test_the_lottery_binary_trains_and_records_unit_norm(tmp_path):
                      f"--experiment_dir={exp}")
     assert run.returncode == 0, run.stderr
     assert json.loads((exp / "config.json").read_text())["input_scaling"] == "unit_norm"
+    launch, = json.loads((exp / "launches.json").read_text())
+    assert launch["command"].startswith("python -m binaries.lottery ")
+    assert "--input_scaling=unit_norm" in launch["command"] and "--rounds=0" in launch["command"]
     record = json.loads((exp / "round_00" / "metrics.json").read_text())
     assert record["early_stop_test_accuracy"] > 0.25  # ten classes: it learns

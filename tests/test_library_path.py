@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import tf_lottery as tfl
 from tf_lottery import imp, results, training
+from tf_lottery.results import launches
 
 from conftest import killed_after_save, tiny_model, tiny_training
 
@@ -98,6 +99,12 @@ def test_other_data_is_refused(splits, tmp_path):
 def test_more_rounds_extend_the_experiment(splits, tmp_path):
     first = _run(tmp_path, splits, rounds=1)
     assert _run(tmp_path, splits, rounds=2)[:2] == first
+    # Each launch is recorded with what ran it.
+    first_launch, second_launch = launches.read(tmp_path / "exp")
+    assert first_launch["command"] == "python API" and first_launch["commit"] == launches.commit()
+    assert first_launch["packages"]["tensorflow"] == tf.__version__
+    assert first_launch["packages"]["keras"] == keras.__version__
+    assert second_launch["started"] >= first_launch["started"]
 
 
 @pytest.mark.parametrize("make, message", [

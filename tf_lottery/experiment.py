@@ -12,8 +12,10 @@ from absl import logging
 from etils import epy
 
 from tf_lottery import data
+from tf_lottery import flags as flag_lib
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
+from tf_lottery.results import launches
 from tf_lottery.results import library
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import grid as study_grid
@@ -211,6 +213,7 @@ def _context(prepared):
         experiment_dir=directory, on_nan=config.run.on_nan, strategy=strategy,
         build_model=model_builder(prepared, strategy))
     results.write_config(directory, config, getattr(prepared.splits, "class_names", ()))
+    launches.record(directory, flag_lib.command_line(config))
     logging.info("experiment folder: %s", directory)
     return context
 
@@ -250,6 +253,7 @@ def run_training(prepared):
     results.write_config(directory, prepared.config, getattr(prepared.splits, "class_names", ()))
     if results.is_finished(directory):
         return results.read_record(directory)
+    launches.record(directory, flag_lib.command_line(prepared.config, program="binaries.train"))
     trainer = training.Trainer(model, prepared.splits, prepared.config.resolved_training(), strategy)
     try:
         result = trainer.train(directory=directory)

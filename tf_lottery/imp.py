@@ -14,6 +14,7 @@ from tf_lottery.config import RESETS, LotteryConfig, PruningConfig, TrainingConf
 from tf_lottery.data import user as user_data
 from tf_lottery.objective import Objective
 from tf_lottery.results import checkpoints
+from tf_lottery.results import launches
 from tf_lottery.results import library
 
 
@@ -160,6 +161,7 @@ def _library_context(model, train_data, validation_data, test_data, *, rounds, e
         experiment_dir=experiment_dir, on_nan=on_nan, strategy=strategy, objective=objective,
         callbacks=callbacks, verbose=verbose)
     library.write(experiment_dir, described, model, splits)
+    launches.record(experiment_dir)
     return context
 
 

@@ -9,7 +9,7 @@ already packed with the same summary.json is left as it is, so packing again
 as more points finish rewrites nothing finished). Unpacked, it is a study
 folder again: `analyze study` reads it, and the study command resumes it.
 
-A pack holds config.json, summary.json, every finished round's metrics.json
+A pack holds config.json, summary.json, launches.json, every finished round's metrics.json
 (controls included), the curves gzipped (curves.json.gz) and the masks as bits
 (masks.npz: one packed array per round and weight; a control round whose mask
 is IMP's is not stored twice); no checkpoints. Unpacking writes the folder
@@ -27,6 +27,7 @@ import numpy as np
 
 from tf_lottery import atomic
 from tf_lottery import results
+from tf_lottery.results import launches
 from tf_lottery.study import folder
 
 MASKS = "masks.npz"
@@ -47,8 +48,10 @@ def pack(experiment_dir, out):
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for path in (results.config_path(experiment_dir), results.summary_path(experiment_dir)):
-        shutil.copyfile(path, out / path.name)
+    for path in (results.config_path(experiment_dir), results.summary_path(experiment_dir),
+                 launches.path(experiment_dir)):
+        if path.is_file():
+            shutil.copyfile(path, out / path.name)
     packed, shapes, curves, imp_masks = {}, {}, {}, {}
     for directory in _round_dirs(experiment_dir):
         relative = directory.relative_to(experiment_dir)

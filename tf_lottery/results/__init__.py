@@ -3,6 +3,8 @@
   config.json            the resolved ExperimentConfig (flat names)
   summary.json           {"rounds": [record, ...], "controls": {name: [record, ...]}},
                          rewritten atomically after every round
+  launches.json          every start or resume: command, commit, versions, machine
+                         (results.launches)
   reset_point.npz        weights of unwrapped layers (e.g. batch norm) at the reset point
   round_XX/mask.npz      the 0/1 masks trained in round XX, keyed 'layer/attribute'
   round_XX/curve.json    the evaluation curve of round XX
