@@ -147,16 +147,21 @@ def _fake_point(directory, config, seed, offset):
     results.update_summary(directory, [record(1, 0.88 + 0.002 * rng.random())], control="random_reinit")
 
 
-def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
-    plan = grid.plan(BASE.replace(controls=["random_reinit"]),
-                     ["seed=0,1,2", "prune_scope=layer,global"], tmp_path / "s")
+def _scope_study(study_dir):
+    """A finished 3-seed x prune_scope study of fake points; the global group is 0.02 more accurate."""
+    plan = grid.plan(BASE.replace(controls=["random_reinit"]), ["seed=0,1,2", "prune_scope=layer,global"],
+                     study_dir)
     study = folder.Study(plan)
     study.write_spec()
     for point in plan.points:
         offset = 0.02 if point.values["prune_scope"] == "global" else 0.0
         _fake_point(point.directory, point.config, point.values["seed"], offset)
         study.update(point.index, state="finished")
-    data = statistics.load(tmp_path / "s")
+    return statistics.load(study_dir)
+
+
+def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
+    data = _scope_study(tmp_path / "s")
     assert [g.label for g in data.groups] == ["prune_scope=layer", "prune_scope=global"]
     assert [len(g.runs) for g in data.groups] == [3, 3]
     rows = statistics.round_stats(data.groups[1], "early_stop_test_accuracy")
@@ -217,15 +222,7 @@ def test_a_controls_further_draws_are_pooled_with_its_first(tmp_path):
 def test_a_ticket_versus_control_gap_is_compared_between_groups(tmp_path):
     # Per seed, IMP at round 1 is 0.9 + offset (+ noise); the control is 0.88 (+ noise). The global
     # group's gap is therefore 0.02 larger than the layer group's, seed by seed up to the noise.
-    plan = grid.plan(BASE.replace(controls=["random_reinit"]),
-                     ["seed=0,1,2", "prune_scope=layer,global"], tmp_path / "s")
-    study = folder.Study(plan)
-    study.write_spec()
-    for point in plan.points:
-        offset = 0.02 if point.values["prune_scope"] == "global" else 0.0
-        _fake_point(point.directory, point.config, point.values["seed"], offset)
-        study.update(point.index, state="finished")
-    data = statistics.load(tmp_path / "s")
+    data = _scope_study(tmp_path / "s")
     (_, _, _, group, reference), = statistics.comparisons(data)
     (r, remaining, n, mean, low, high), = statistics.gap_difference_rows(
         group, reference, "random_reinit", "early_stop_test_accuracy")
