@@ -27,7 +27,6 @@ import numpy as np
 
 from tf_lottery import atomic
 from tf_lottery import results
-from tf_lottery.results import launches
 from tf_lottery.study import folder
 
 MASKS = "masks.npz"
@@ -49,7 +48,7 @@ def pack(experiment_dir, out):
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for path in (results.config_path(experiment_dir), results.summary_path(experiment_dir),
-                 launches.path(experiment_dir)):
+                 results.launches_path(experiment_dir)):
         if path.is_file():
             shutil.copyfile(path, out / path.name)
     packed, shapes, curves, imp_masks = {}, {}, {}, {}

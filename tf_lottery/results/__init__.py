@@ -30,6 +30,7 @@ from tf_lottery.settings import ConfigError
 
 CONFIG = "config.json"
 SUMMARY = "summary.json"
+LAUNCHES = "launches.json"
 RESET_POINT = "reset_point.npz"
 MASK = "mask.npz"
 CURVE = "curve.json"
@@ -50,6 +51,7 @@ def _entry(name):
 # Entries of the experiment folder.
 config_path = _entry(CONFIG)
 summary_path = _entry(SUMMARY)
+launches_path = _entry(LAUNCHES)
 reset_point_path = _entry(RESET_POINT)
 analysis_dir = _entry("analysis")
 plots_dir = _entry("plots")

@@ -16,15 +16,12 @@ import pathlib
 import platform
 import subprocess
 
+from tf_lottery import __version__
 from tf_lottery import atomic
+from tf_lottery import results
 
-LAUNCHES = "launches.json"
 PACKAGES = ("tensorflow", "keras", "tensorflow-model-optimization")
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def path(experiment_dir):
-    return pathlib.Path(experiment_dir) / LAUNCHES
 
 
 def _git(*args):
@@ -54,7 +51,6 @@ def _version(package):
 
 def entry(command=None):
     """The record of a launch now: `command` reruns it (None: started from the Python API)."""
-    from tf_lottery import __version__
     return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": command or "python API", "tf_lottery": __version__, "commit": commit(),
             "python": platform.python_version(), "packages": {p: _version(p) for p in PACKAGES},
@@ -63,7 +59,7 @@ def entry(command=None):
 
 def read(experiment_dir):
     """The folder's launches, oldest first ([] if none was recorded)."""
-    file = path(experiment_dir)
+    file = results.launches_path(experiment_dir)
     return atomic.read_json(file) if file.is_file() else []
 
 
@@ -71,5 +67,5 @@ def record(experiment_dir, command=None):
     """Appends this launch to the folder's launches.json; returns the entry."""
     new = entry(command)
     pathlib.Path(experiment_dir).mkdir(parents=True, exist_ok=True)
-    atomic.write_json(path(experiment_dir), read(experiment_dir) + [new])
+    atomic.write_json(results.launches_path(experiment_dir), read(experiment_dir) + [new])
     return new
