@@ -78,6 +78,26 @@ def test_import_alone_registers_the_learned_mask_wrappers_for_load_model(tmp_pat
     assert result.stdout.strip() == "loaded"
 
 
+def test_import_alone_registers_the_learning_rate_schedule_for_load_model(tmp_path):
+    path = tmp_path / "compiled.keras"
+    _ok(_python(f"""
+        import keras
+        from tf_lottery import training
+        inputs = keras.Input((5,))
+        model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(inputs))
+        schedule = training.WarmupPiecewise(0.1, warmup_steps=10, milestones=(20,), gamma=0.5)
+        model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+        model.save({str(path)!r})
+    """))
+    result = _ok(_python(f"""
+        import tf_lottery, keras
+        model = keras.models.load_model({str(path)!r})
+        schedule = model.optimizer._learning_rate
+        print(type(schedule).__name__, [round(float(schedule(s)), 4) for s in (0, 9, 15, 25)])
+    """))
+    assert result.stdout.split("\n")[0] == "WarmupPiecewise [0.01, 0.1, 0.1, 0.05]"
+
+
 def test_import_alone_leaves_tensorflow_and_keras_unloaded():
     result = _ok(_python("""
         import sys

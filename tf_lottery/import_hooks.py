@@ -1,9 +1,10 @@
 """What `import tf_lottery` arranges without importing TensorFlow or Keras itself.
 
-- As soon as Keras is imported, the modules defining the wrappers are
-  imported too (`SERIALIZABLE`), so that LotteryWrapper and the learned-mask
-  wrappers are registered with Keras' serialization and
-  `keras.models.load_model` reads `.keras` files holding any of them.
+- As soon as Keras is imported, the modules defining the wrappers and the
+  trainer's learning-rate schedule are imported too (`SERIALIZABLE`), so that
+  LotteryWrapper, the learned-mask wrappers and WarmupPiecewise are registered
+  with Keras' serialization and `keras.models.load_model` reads `.keras` files
+  holding any of them.
 - Unless the user set TF_CPP_MIN_LOG_LEVEL, it is set to 3, which hides
   TensorFlow's C++ log (the "failed call to cuInit" error on a machine without
   a GPU included). Some start-up lines are logged while TensorFlow's libraries
@@ -24,7 +25,8 @@ import sys
 import tempfile
 
 QUIET_LEVEL = "3"
-SERIALIZABLE = ("tf_lottery.wrapper", "tf_lottery.edge_popup", "tf_lottery.supermask")
+SERIALIZABLE = ("tf_lottery.wrapper", "tf_lottery.edge_popup", "tf_lottery.supermask",
+                "tf_lottery.learning_rates")
 _SEVERITIES = b"IWE"
 _ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 _LOG_LINE = re.compile(rb"^(?:([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "

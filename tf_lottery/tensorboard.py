@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tf_lottery import atomic
 from tf_lottery import results
-from tf_lottery import training
+from tf_lottery.learning_rates import WarmupPiecewise
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.settings import ConfigError
 
@@ -68,7 +68,7 @@ def learning_rates(training_config, iterations):
     c = training_config
     if not (c.lr_milestones or c.warmup_steps):
         return [float(c.learning_rate)] * len(iterations)
-    schedule = training.WarmupPiecewise(c.learning_rate, c.warmup_steps, c.lr_milestones, c.lr_gamma)
+    schedule = WarmupPiecewise(c.learning_rate, c.warmup_steps, c.lr_milestones, c.lr_gamma)
     return [float(schedule(i)) for i in iterations]
 
 
