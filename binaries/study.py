@@ -4,6 +4,7 @@
       --grid=prune_scope=layer,global [--study_dir=DIR] [--workers=2]
   python -m binaries.study --flagfile=configs/studies/quickstart_reset_scope.cfg
   python -m binaries.study ... --ray_address=auto      # an existing Ray cluster
+  python -m binaries.study ... --plan                   # the points and how far each is, nothing run
 
 Every point is an ordinary experiment folder under the study folder, named as
 binaries.lottery names it; DIR/study.json lists the points, their folders and
@@ -50,6 +51,8 @@ flags.DEFINE_integer("experiments_per_worker", 0, "Points a worker process runs 
                      "replaces it (0: no limit; a worker is also replaced when its memory after a point "
                      "is more than twice what it was after its first; 1: a fresh process for each point).")
 flags.DEFINE_bool("progress", True, "Show the live progress line.")
+flags.DEFINE_bool("plan", False, "Print every point with its folder and finished rounds, and exit: "
+                  "checks the input as a run does, writes nothing and starts no Ray.")
 FLAGS = flags.FLAGS
 
 
@@ -67,12 +70,29 @@ def format_outcome(outcome):
     return "\n".join(lines)
 
 
+def format_plan(plan):
+    """One line per point: finished rounds of all, values, folder; then the totals."""
+    lines, done, total, finished = [], 0, 0, 0
+    for point in plan.points:
+        point_done, point_total = folder.point_rounds(point.config, point.directory)
+        done, total, finished = done + point_done, total + point_total, finished + (point_done == point_total)
+        values = " ".join(f"{k}={v}" for k, v in point.values.items())
+        lines.append(f"{point_done:>4}/{point_total:<4} #{point.index:<3} {values:<40} "
+                     f"{folder.relative(plan.study_dir, point.directory)}")
+    lines.append(f"{finished} of {len(plan.points)} points finished; {done} of {total} rounds "
+                 "(IMP and controls)")
+    return "\n".join(lines)
+
+
 def main(argv):
     cli.no_arguments(argv)
     with cli.usage_errors():
         base, grid = grid_lib.with_replicates(setting_flags.config_from_flags(), FLAGS.grid)
         plan = runner.prepare(base, grid, FLAGS.study_dir)
     print(f"study: {plan.study_dir} ({len(plan.points)} points)", flush=True)
+    if FLAGS.plan:
+        print(format_plan(plan))
+        return
     outcome = cli.execute(lambda: runner.execute(
         plan, workers=FLAGS.workers, cpus_per_experiment=FLAGS.cpus_per_experiment,
         gpus_per_experiment=FLAGS.gpus_per_experiment, ray_address=FLAGS.ray_address,

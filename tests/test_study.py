@@ -106,6 +106,37 @@ def test_a_changed_grid_or_base_config_is_refused_naming_the_change(tmp_path):
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == before
 
 
+def test_the_plan_shows_each_points_finished_rounds_and_writes_nothing(tmp_path):
+    flags = ["--dataset=mnist_small", "--validation_size=500", "--hidden=16,8", "--train_steps=20",
+             "--eval_every=10", "--rounds=2", "--controls=random_reinit", "--grid=seed=0,1"]
+    plan = grid.plan(BASE.replace(rounds=2, controls=["random_reinit"]), ["seed=0,1"], tmp_path / "s")
+    first = plan.points[0].directory
+    for r in range(3):
+        results.write_round(results.round_dir(first, r), None, {"round": r})
+    results.write_round(results.round_dir(first, 1, "random_reinit"), None, {"round": 1})
+    results.round_dir(first, 2, "random_reinit").mkdir(parents=True)  # started, not finished
+    assert folder.point_rounds(plan.points[0].config, first) == (4, 5)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    shown = _study(*flags, "--plan", f"--study_dir={tmp_path / 's'}")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"study: {tmp_path / 's'} (2 points)"
+    assert lines[1].split() == ["4/5", "#0", "seed=0", first.name]
+    assert lines[2].split() == ["0/5", "#1", "seed=1", plan.points[1].directory.name]
+    assert lines[3] == "0 of 2 points finished; 4 of 10 rounds (IMP and controls)"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flagfile", sorted(p.relative_to(REPO).as_posix()
+                                            for p in (REPO / "configs" / "studies").glob("*.cfg")))
+def test_every_published_study_config_is_a_valid_plan(flagfile, tmp_path):
+    shown = _study(f"--flagfile={flagfile}", "--plan", f"--study_dir={tmp_path / 's'}")
+    assert shown.returncode == 0, shown.stderr
+    points = int(shown.stdout.splitlines()[0].split("(")[1].split()[0])
+    assert points > 1 and shown.stdout.splitlines()[-1].startswith(f"0 of {points} points finished")
+    assert not (tmp_path / "s").exists()
+
+
 def test_replicates_are_a_study_over_seeds(tmp_path):
     config = BASE.replace(replicates=3, seed=4, experiment_dir=str(tmp_path / "exp"))
     plan = grid.replicates(config)

@@ -48,13 +48,24 @@ def token_path(study_dir, token):
     return pathlib.Path(study_dir) / f".storage_check_{token}"
 
 
+def _round_sets(config, directory):
+    """(finished, wanted) round sets of a point: IMP's rounds 0..R, then each control's."""
+    rounds = config.lottery.rounds
+    pairs = [(set(results.finished_rounds(directory)), set(range(rounds + 1)))]
+    for spec in controls.parse_specs(config.lottery.controls):
+        pairs.append((set(results.finished_rounds(directory, spec.branch)), set(spec.round_indices(rounds))))
+    return pairs
+
+
 def is_point_finished(config, directory):
     """Whether rounds 0..R of IMP and the first..R rounds of every control are finished."""
-    rounds = config.lottery.rounds
-    if not set(range(rounds + 1)) <= set(results.finished_rounds(directory)):
-        return False
-    return all(set(spec.round_indices(rounds)) <= set(results.finished_rounds(directory, spec.branch))
-               for spec in controls.parse_specs(config.lottery.controls))
+    return all(wanted <= finished for finished, wanted in _round_sets(config, directory))
+
+
+def point_rounds(config, directory):
+    """(finished, total) trainings of a point: its IMP rounds and every control's rounds."""
+    pairs = _round_sets(config, directory)
+    return sum(len(wanted & finished) for finished, wanted in pairs), sum(len(w) for _, w in pairs)
 
 
 def current_round(directory):
@@ -98,6 +109,14 @@ def check_folder(plan):
         raise ConfigError("study_dir", f"{study_dir} is an experiment folder, not a study folder")
 
 
+def relative(study_dir, directory):
+    """A point's folder as study.json names it: relative to the study folder when inside it."""
+    try:
+        return pathlib.Path(directory).relative_to(study_dir).as_posix()
+    except ValueError:
+        return str(directory)
+
+
 def _now():
     return datetime.datetime.now().isoformat(timespec="seconds")
 
@@ -132,10 +151,7 @@ class Study:
             return {}
 
     def relative(self, directory):
-        try:
-            return pathlib.Path(directory).relative_to(self.plan.study_dir).as_posix()
-        except ValueError:
-            return str(directory)
+        return relative(self.plan.study_dir, directory)
 
     def write_spec(self):
         """Writes study_config.json if the folder has none (check_folder has compared an existing one)."""
