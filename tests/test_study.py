@@ -156,13 +156,41 @@ def test_the_binary_explains_how_to_install_ray_when_it_is_missing():
 
 
 def test_bootstrap_is_seeded_and_paired():
-    a, b = [0.90, 0.92, 0.94, 0.91], [0.88, 0.91, 0.90, 0.90]
-    mean, low, high = statistics.bootstrap(a, b, paired=True)
-    assert mean == pytest.approx(0.02) and low <= mean <= high
-    assert statistics.bootstrap(a, b, paired=True) == (mean, low, high)
-    assert statistics.bootstrap([1.0], [0.5], paired=True) == (0.5, None, None)
-    unpaired = statistics.bootstrap(a, b, paired=False)
-    assert unpaired[0] == pytest.approx(0.02) and unpaired[2] - unpaired[1] > high - low
+    a, b = [0.90, 0.92, 0.94, 0.91, 0.93], [0.88, 0.91, 0.90, 0.90, 0.92]
+    mean, low, high = statistics.mean_difference(a, b, paired=True)
+    assert mean == pytest.approx(0.018) and low <= mean <= high
+    assert statistics.mean_difference(a, b, paired=True) == (mean, low, high)
+    assert statistics.mean_difference([1.0], [0.5], paired=True) == (0.5, None, None)
+    unpaired = statistics.mean_difference(a, b, paired=False)
+    assert unpaired[0] == pytest.approx(0.018) and unpaired[2] - unpaired[1] > high - low
+
+
+def test_below_five_seeds_differences_get_t_intervals_not_a_bootstrap():
+    a, b = np.array([0.8901, 0.8906, 0.8915]), np.array([0.8857, 0.8848, 0.8896])  # 3 seeds
+    differences = a - b
+    mean, low, high = statistics.mean_difference(a, b, paired=True)
+    half = 4.303 * differences.std(ddof=1) / np.sqrt(3)  # t quantile, 2 degrees of freedom
+    assert (low, high) == pytest.approx((differences.mean() - half, differences.mean() + half))
+    assert low < differences.min() and high > differences.max()  # a bootstrap stays inside the range
+    welch_mean, welch_low, welch_high = statistics.mean_difference(a, [0.88, 0.89, 0.87, 0.885], paired=False)
+    va, vb = a.var(ddof=1) / 3, np.var([0.88, 0.89, 0.87, 0.885], ddof=1) / 4
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    assert 3 < df < 4  # rounded down to 3: quantile 3.182
+    assert welch_high - welch_mean == pytest.approx(3.182 * np.sqrt(va + vb))
+
+
+def test_below_five_seeds_a_ratio_gets_fiellers_interval():
+    slow, fast = np.array([8400.0, 8400, 7300]), np.array([4100.0, 2800, 4000])
+    ratio, low, high = statistics.ratio_of_means(slow, fast)
+    assert ratio == pytest.approx(slow.mean() / fast.mean())
+    va, vb = slow.var(ddof=1) / 3, fast.var(ddof=1) / 3
+    df = (va + ratio ** 2 * vb) ** 2 / (va ** 2 / 2 + (ratio ** 2 * vb) ** 2 / 2)  # Welch, at the ratio
+    t = {2: 4.303, 3: 3.182}[int(df)]
+    for bound in (low, high):  # the ends solve (mean(a) - R mean(b))^2 = t^2 (va + R^2 vb)
+        assert (slow.mean() - bound * fast.mean()) ** 2 == pytest.approx(t ** 2 * (va + bound ** 2 * vb))
+    assert low < ratio < high
+    noisy = statistics.ratio_of_means([1.0, 2.0, 3.0], [0.1, -0.1, 0.3])
+    assert noisy[1:] == (None, None)  # the denominator is not clear of zero: no bounded interval
 
 
 def _fake_point(directory, config, seed, offset):

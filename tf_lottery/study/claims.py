@@ -86,8 +86,8 @@ class Evidence:
         flat_a = [v for vs in values_a.values() for v in vs]
         flat_b = [v for vs in values_b.values() for v in vs]
         if ratio:
-            return statistics.bootstrap_ratio(flat_a, flat_b)
-        return statistics.bootstrap(flat_a, flat_b, paired)
+            return statistics.ratio_of_means(flat_a, flat_b)
+        return statistics.mean_difference(flat_a, flat_b, paired)
 
 
 def effect_verdict(estimate, low, high, claimed, null=0.0, at_least=False):

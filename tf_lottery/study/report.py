@@ -8,7 +8,8 @@ accuracy; figures of accuracy and early-stop iteration against weights
 remaining, one line per group, and per group the ticket beside its controls,
 with 95% interval bands; IMP against each control, each group against
 the first position of its axis, and how much IMP's lead over a control moves
-between those groups, with 95% bootstrap intervals of the difference; each
+between those groups, with 95% intervals of the difference (see
+statistics.mean_difference); each
 point's training time. Figures go to STUDY/plots/, the report to
 STUDY/report.md (paths from tf_lottery.results); the axes, labels and file
 writing are tf_lottery.plots' helpers.
@@ -64,6 +65,8 @@ def _figure(data, lines, field, name, ylabel, what, caption):
 
 
 _DIFFERENCE_FIELDS = ("early_stop_test_accuracy", "early_stop_iteration")
+_INTERVAL = (f"a 95% interval (percentile bootstrap from {statistics.SMALL_N} seeds on, Student's t "
+             "below)")
 _FIGURE_FIELDS = (("early_stop_test_accuracy", "accuracy", "test accuracy at early stop"),
                   ("early_stop_iteration", "early_stop", "early-stop iteration"))
 
@@ -132,7 +135,7 @@ def _rounds_table(rows, what):
 
 
 def difference_table(side_a, side_b, fields=_DIFFERENCE_FIELDS):
-    """Per round: mean difference a - b of each field with its 95% bootstrap interval, and n."""
+    """Per round: mean difference a - b of each field with its 95% interval, and n."""
     return _rounds_table({field: statistics.difference_rows(side_a, side_b, field) for field in fields},
                          "difference")
 
@@ -197,7 +200,7 @@ def write_report(data, figures, claims=None):
     if controls:
         lines += ["## Ticket versus control", "",
                   "IMP minus the control on the same masks, per group; mean over seeds (and the "
-                  "control's draws) with a 95% bootstrap interval.", ""]
+                  f"control's draws) with {_INTERVAL}.", ""]
         for group in data.groups:
             for control in controls:
                 lines += [f"### {group.label}: IMP - {control}", "",
@@ -215,7 +218,7 @@ def write_report(data, figures, claims=None):
     if found:
         lines += ["## Group versus group", "",
                   "Each position of an axis minus the axis's first position, the other axes held "
-                  "fixed; mean over seeds (paired by seed) with a 95% bootstrap interval.", ""]
+                  f"fixed; mean over seeds (paired by seed) with {_INTERVAL}.", ""]
         for axis, position, context, group, reference in found:
             lines += [f"### {axis.label(position)} minus {axis.label(0)}"
                       + (f" (at {context})" if context != "all points" else ""), "",
@@ -223,8 +226,8 @@ def write_report(data, figures, claims=None):
     if found and controls:
         lines += ["## Ticket-versus-control gap, group versus group", "",
                   "How much IMP's lead over each control (IMP minus the control, per seed) changes from "
-                  "the axis's first position to each other one; mean over seeds (paired by seed) with a "
-                  "95% bootstrap interval.", ""]
+                  "the axis's first position to each other one; mean over seeds (paired by seed) with "
+                  f"{_INTERVAL}.", ""]
         for axis, position, context, group, reference in found:
             for control in controls:
                 lines += [f"### {axis.label(position)} minus {axis.label(0)}: IMP - {control}"

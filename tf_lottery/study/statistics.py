@@ -1,5 +1,5 @@
 """The numbers of a study: its finished points grouped over the grid's axes, per-round statistics across
-seeds, and bootstrap confidence intervals of differences (ticket vs control, group vs group).
+seeds, and confidence intervals of differences (ticket vs control, group vs group).
 
 Axes over `seed` or `data_seed` are replicates: the points that differ only
 there form one group, and statistics are taken across them. Every other axis
@@ -7,9 +7,11 @@ splits groups. A control's further draws (NAME.2, NAME.3, ...) are pooled
 with its first draw: at a round where they ran, the control's values are
 every draw of every seed. The 95% interval of a mean is Student's t interval;
 differences are paired by seed when both sides have one value per seed and
-the same seeds (else the two sides are resampled independently), and their
-95% interval is the percentile bootstrap of the mean difference, with a
-seeded generator, so a report is reproducible. Where something happens (the
+the same seeds (else the two sides are independent), and their 95% interval
+is the percentile bootstrap of the mean difference (or ratio), with a seeded
+generator, so a report is reproducible; with fewer than SMALL_N values a side
+it is Student's t interval (Welch's when unpaired, Fieller's for a ratio),
+since a bootstrap of so few values is too narrow. Where something happens (the
 round of the fastest tickets) is bootstrapped the same way, resampling seeds
 with all their rounds. Nothing here imports TensorFlow, Ray or matplotlib.
 """
@@ -32,6 +34,7 @@ FIELDS = {"early_stop_test_accuracy": "test acc @es", "early_stop_iteration": "e
           "final_test_accuracy": "final test acc"}
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0
+SMALL_N = 5  # below this many values a side, differences and ratios get t (Welch, Fieller) intervals
 LEVEL = 0.95
 # Student's t quantile 0.975 by degrees of freedom (1..30); above 30 the normal quantile plus 2.4/df.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -48,8 +51,7 @@ def t_interval(values):
     n = len(values)
     if n < 2:
         return None, None
-    quantile = _T975[n - 2] if n - 1 <= len(_T975) else 1.96 + 2.4 / (n - 1)
-    half = quantile * float(values.std(ddof=1)) / math.sqrt(n)
+    half = _t_quantile(n - 1) * float(values.std(ddof=1)) / math.sqrt(n)
     return float(values.mean()) - half, float(values.mean()) + half
 
 
@@ -147,11 +149,29 @@ def round_stats(group, field, control=None):
     return rows
 
 
-def bootstrap(a, b, paired):
-    """(mean of a - b, low, high): the mean difference and its percentile-bootstrap interval.
+def _t_quantile(df):
+    """Student's t quantile 0.975 for `df` degrees of freedom (rounded down: the wider interval)."""
+    df = max(1, int(df))
+    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
 
-    Paired: a[i] and b[i] belong together (same seed). The interval is None
-    with fewer than two values on a side.
+
+def _welch(a, b, scale=1.0):
+    """(variance of mean(a) - scale * mean(b), Welch-Satterthwaite degrees of freedom)."""
+    va, vb = a.var(ddof=1) / len(a), scale ** 2 * b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return 0.0, min(len(a), len(b)) - 1
+    return va + vb, (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+
+
+def mean_difference(a, b, paired):
+    """(mean of a - b, low, high): the mean difference and its 95% interval.
+
+    Paired: a[i] and b[i] belong together (same seed). From SMALL_N values a
+    side on, the interval is the percentile bootstrap (sides resampled
+    together when paired, independently otherwise); below that it is
+    Student's t interval of the paired differences, or Welch's interval,
+    because a bootstrap over 3 values stays inside their range (which holds
+    the true mean only 75% of the time). None with fewer than two values a side.
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
@@ -160,12 +180,18 @@ def bootstrap(a, b, paired):
         mean = float(differences.mean())
         if len(differences) < 2:
             return mean, None, None
+        if len(differences) < SMALL_N:
+            return (mean, *t_interval(differences))
         samples = differences[rng.integers(0, len(differences), (BOOTSTRAP_SAMPLES, len(differences)))]
         means = samples.mean(axis=1)
     else:
         mean = float(a.mean() - b.mean())
         if min(len(a), len(b)) < 2:
             return mean, None, None
+        if min(len(a), len(b)) < SMALL_N:
+            variance, df = _welch(a, b)
+            half = _t_quantile(df) * math.sqrt(variance)
+            return mean, mean - half, mean + half
         means = (a[rng.integers(0, len(a), (BOOTSTRAP_SAMPLES, len(a)))].mean(axis=1)
                  - b[rng.integers(0, len(b), (BOOTSTRAP_SAMPLES, len(b)))].mean(axis=1))
     tail = 100 * (1 - LEVEL) / 2
@@ -173,13 +199,31 @@ def bootstrap(a, b, paired):
     return mean, float(low), float(high)
 
 
-def bootstrap_ratio(a, b):
-    """(mean(a) / mean(b), low, high): the ratio of means and its percentile-bootstrap interval
-    (the two sides resampled independently); the interval is None with fewer than two values a side."""
+def _fieller(a, b):
+    """(low, high): Fieller's 95% interval of mean(a) / mean(b) for independent sides, or (None, None)
+    when mean(b) is not clear of zero (the interval is then unbounded)."""
+    ma, mb = a.mean(), b.mean()
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    _, df = _welch(a, b, scale=ma / mb)
+    t2 = _t_quantile(df) ** 2
+    # (ma - R mb)^2 = t^2 (va + R^2 vb), a quadratic in R.
+    qa, qb, qc = mb ** 2 - t2 * vb, -2 * ma * mb, ma ** 2 - t2 * va
+    if qa <= 0:
+        return None, None
+    root = math.sqrt(max(qb ** 2 - 4 * qa * qc, 0.0))
+    return float((-qb - root) / (2 * qa)), float((-qb + root) / (2 * qa))
+
+
+def ratio_of_means(a, b):
+    """(mean(a) / mean(b), low, high): the ratio of means and its 95% interval, the two sides
+    independent: the percentile bootstrap from SMALL_N values a side on, Fieller's interval below.
+    The interval is None with fewer than two values a side."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     ratio = float(a.mean() / b.mean())
     if min(len(a), len(b)) < 2:
         return ratio, None, None
+    if min(len(a), len(b)) < SMALL_N:
+        return (ratio, *_fieller(a, b))
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     ratios = (a[rng.integers(0, len(a), (BOOTSTRAP_SAMPLES, len(a)))].mean(axis=1)
               / b[rng.integers(0, len(b), (BOOTSTRAP_SAMPLES, len(b)))].mean(axis=1))
@@ -237,7 +281,7 @@ def difference_rows(side_a, side_b, field):
         paired = a.keys() == b.keys() and all(len(v) == 1 for v in (*a.values(), *b.values()))
         a, b = [v for vs in a.values() for v in vs], [v for vs in b.values() for v in vs]
         remaining = float(np.mean([100 * recs[r]["remaining_fraction"] for recs in records_a]))
-        rows.append((r, remaining, min(len(a), len(b)), *bootstrap(a, b, paired)))
+        rows.append((r, remaining, min(len(a), len(b)), *mean_difference(a, b, paired)))
     return rows
 
 
@@ -268,7 +312,7 @@ def gap_difference_rows(group, reference, control, field):
         paired = a.keys() == b.keys()
         remaining = float(np.mean([100 * run.records()[r]["remaining_fraction"] for run in group.runs.values()]))
         rows.append((r, remaining, min(len(a), len(b)),
-                     *bootstrap(list(a.values()), list(b.values()), paired)))
+                     *mean_difference(list(a.values()), list(b.values()), paired)))
     return rows
 
 
