@@ -139,3 +139,12 @@ def test_likely_locations_hold_the_level_with_the_most_frequent_first():
     assert statistics.likely_locations([3] * 95 + [5] * 5) == [3]
     assert statistics.likely_locations([None] * 50 + [2] * 50) == [2, None]
     assert statistics.likely_locations([1] * 94 + [2] * 3 + [4] * 3) == [1, 2, 4]  # ties kept
+
+
+def test_an_interval_holding_both_the_papers_effect_and_none_is_inconclusive():
+    assert claims.effect_verdict(0.0042, -0.0075, 0.0159, 0.005) == "inconclusive"
+    assert claims.effect_verdict(1.54, 0.70, 27.9, 2.51, null=1.0) == "inconclusive"
+    assert claims.effect_verdict(0.004, -0.0009, 0.0089, 0.003, at_least=True) == "inconclusive"
+    assert claims.effect_verdict(2.21, 1.42, 4.44, 2.51, null=1.0) == "agrees"
+    assert claims.effect_verdict(0.0033, 0.0013, 0.0049, 0.005) == "agrees in direction"
+    assert claims.effect_verdict(0.001, -0.001, 0.002, 0.005) == "disagrees"

@@ -4,12 +4,15 @@ A claim set is one `@CLAIM_SETS.register(name)` function of an Evidence (one
 group of a study) returning Findings. Rounds are found by the share of
 weights remaining (the round nearest the paper's size, within 15% of it).
 Ours is the mean over seeds (and a control's draws) with a 95% interval:
-the percentile bootstrap of a difference or ratio (paired by seed where each
-side has one value per seed), as in tf_lottery.study.statistics.
+that of a difference or ratio in tf_lottery.study.statistics (paired by seed
+where each side has one value per seed; percentile bootstrap from 5 seeds on,
+Student's t, Welch's or Fieller's interval below).
 
 Verdicts. For a claimed effect v (a difference, or a ratio) and our 95%
 interval [low, high]:
-- agrees: v lies in the interval (for 'at least v': high >= v);
+- agrees: v lies in the interval (for 'at least v': high >= v) and no effect
+  does not;
+- inconclusive: both v and no effect lie in the interval;
 - agrees in direction: the interval lies on v's side of no effect (0; 1 for
   a ratio) but excludes v;
 - disagrees: the interval holds no effect or lies on the other side.
@@ -32,6 +35,7 @@ from tf_lottery.study import statistics
 CLAIM_SETS = Registry("claim set")
 
 AGREES, DIRECTION, DISAGREES, MISSING = ("agrees", "agrees in direction", "disagrees", "not measured")
+INCONCLUSIVE = "inconclusive"
 NO_INTERVAL = "needs 2+ seeds"
 ACCURACY, ITERATION = "early_stop_test_accuracy", "early_stop_iteration"
 _NEAR = 0.15  # a round stands for a paper's size within this relative distance
@@ -95,7 +99,7 @@ def effect_verdict(estimate, low, high, claimed, null=0.0, at_least=False):
     if low is None:
         return NO_INTERVAL
     if (low <= claimed <= high) or (at_least and high >= claimed):
-        return AGREES
+        return INCONCLUSIVE if low <= null <= high and claimed != null else AGREES
     side = 1 if claimed > null else -1
     if (low - null) * side > 0 and (high - null) * side > 0:
         return DIRECTION

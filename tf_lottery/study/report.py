@@ -208,8 +208,9 @@ def write_report(data, figures, claims=None):
     if claims:
         lines += [f"## The paper's claims ({claims})", "",
                   claims_lib.CLAIM_SETS.help(claims) + ". Verdicts as defined in "
-                  "`tf_lottery/study/claims.py`: agrees (the paper's number is inside our 95% interval), "
-                  "agrees in direction (same side of no effect, the paper's number outside), disagrees.", ""]
+                  "`tf_lottery/study/claims.py`: agrees (the paper's number inside our 95% interval, no "
+                  "effect outside), agrees in direction (same side of no effect, the paper's number "
+                  "outside), inconclusive (both the paper's number and no effect inside), disagrees.", ""]
         for group in data.groups:
             if len(data.groups) > 1:
                 lines += [f"### {group.label}", ""]
