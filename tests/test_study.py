@@ -155,31 +155,28 @@ def test_the_binary_explains_how_to_install_ray_when_it_is_missing():
     assert "Ray, which is not installed; install it with pip install 'ray[default]" in result.stderr
 
 
-def test_bootstrap_is_seeded_and_paired():
-    a, b = [0.90, 0.92, 0.94, 0.91, 0.93], [0.88, 0.91, 0.90, 0.90, 0.92]
-    mean, low, high = statistics.mean_difference(a, b, paired=True)
-    assert mean == pytest.approx(0.018) and low <= mean <= high
-    assert statistics.mean_difference(a, b, paired=True) == (mean, low, high)
-    assert statistics.mean_difference([1.0], [0.5], paired=True) == (0.5, None, None)
-    unpaired = statistics.mean_difference(a, b, paired=False)
-    assert unpaired[0] == pytest.approx(0.018) and unpaired[2] - unpaired[1] > high - low
-
-
-def test_below_five_seeds_differences_get_t_intervals_not_a_bootstrap():
+def test_differences_get_t_intervals_paired_by_seed_or_welchs_not_a_bootstrap():
     a, b = np.array([0.8901, 0.8906, 0.8915]), np.array([0.8857, 0.8848, 0.8896])  # 3 seeds
     differences = a - b
     mean, low, high = statistics.mean_difference(a, b, paired=True)
     half = 4.303 * differences.std(ddof=1) / np.sqrt(3)  # t quantile, 2 degrees of freedom
     assert (low, high) == pytest.approx((differences.mean() - half, differences.mean() + half))
     assert low < differences.min() and high > differences.max()  # a bootstrap stays inside the range
-    welch_mean, welch_low, welch_high = statistics.mean_difference(a, [0.88, 0.89, 0.87, 0.885], paired=False)
-    va, vb = a.var(ddof=1) / 3, np.var([0.88, 0.89, 0.87, 0.885], ddof=1) / 4
+    assert statistics.mean_difference([1.0], [0.5], paired=True) == (0.5, None, None)
+    other = [0.88, 0.89, 0.87, 0.885]
+    welch_mean, welch_low, welch_high = statistics.mean_difference(a, other, paired=False)
+    va, vb = a.var(ddof=1) / 3, np.var(other, ddof=1) / 4
     df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
     assert 3 < df < 4  # rounded down to 3: quantile 3.182
     assert welch_high - welch_mean == pytest.approx(3.182 * np.sqrt(va + vb))
+    five_a, five_b = [0.90, 0.92, 0.94, 0.91, 0.93], [0.88, 0.91, 0.90, 0.90, 0.92]
+    paired = statistics.mean_difference(five_a, five_b, paired=True)
+    unpaired = statistics.mean_difference(five_a, five_b, paired=False)
+    assert paired[0] == pytest.approx(0.018) and unpaired[0] == pytest.approx(0.018)
+    assert unpaired[2] - unpaired[1] > paired[2] - paired[1]  # pairing by seed removes the seed's noise
 
 
-def test_below_five_seeds_a_ratio_gets_fiellers_interval():
+def test_a_ratio_of_means_gets_fiellers_interval():
     slow, fast = np.array([8400.0, 8400, 7300]), np.array([4100.0, 2800, 4000])
     ratio, low, high = statistics.ratio_of_means(slow, fast)
     assert ratio == pytest.approx(slow.mean() / fast.mean())

@@ -4,9 +4,9 @@ A claim set is one `@CLAIM_SETS.register(name)` function of an Evidence (one
 group of a study) returning Findings. Rounds are found by the share of
 weights remaining (the round nearest the paper's size, within 15% of it).
 Ours is the mean over seeds (and a control's draws) with a 95% interval:
-that of a difference or ratio in tf_lottery.study.statistics (paired by seed
-where each side has one value per seed; percentile bootstrap from 5 seeds on,
-Student's t, Welch's or Fieller's interval below).
+Student's t interval of a difference (paired by seed where each side has
+one value per seed, Welch's otherwise) or Fieller's of a ratio of means, as
+in tf_lottery.study.statistics.
 
 Verdicts. For a claimed effect v (a difference, or a ratio) and our 95%
 interval [low, high]:
@@ -15,7 +15,9 @@ interval [low, high]:
 - inconclusive: both v and no effect lie in the interval;
 - agrees in direction: the interval lies on v's side of no effect (0; 1 for
   a ratio) but excludes v;
-- disagrees: the interval holds no effect or lies on the other side.
+- disagrees: the interval holds no effect but not v, or lies on the other side.
+For a claimed direction only (one-shot tickets are more accurate): agrees
+when every interval is on that side, inconclusive when every mean is.
 A claim about where something happens (at which size) is located in every
 bootstrap resample of the seeds too: it agrees when the paper's round is
 among the likeliest rounds that hold 95% of the resamples (ours is the
@@ -279,12 +281,13 @@ def _one_shot_rounds(evidence, high, low):
 
 
 def _all_rounds_verdict(found, good):
-    """Agrees if every interval is on the good side, in direction if every mean is."""
+    """For a claimed direction: agrees if every interval is on the good side, inconclusive if every
+    mean is but some interval holds no effect, disagrees otherwise."""
     if any(f[1] is None for f in found):
         return NO_INTERVAL
     if all(good(f[1]) and good(f[2]) for f in found):
         return AGREES
-    return DIRECTION if all(good(f[0]) for f in found) else DISAGREES
+    return INCONCLUSIVE if all(good(f[0]) for f in found) else DISAGREES
 
 
 def _one_shot_versus_dense(evidence, claim, paper, field, high, low, text, good):
