@@ -17,11 +17,11 @@ import tensorflow as tf
 from absl import logging
 
 from tf_lottery import atomic
-from tf_lottery.learning_rates import WarmupPiecewise
 from tf_lottery import input_pipeline
 from tf_lottery import model_ops
 from tf_lottery import results
 from tf_lottery.config import OPTIMIZERS
+from tf_lottery.learning_rates import WarmupPiecewise
 from tf_lottery.objective import Objective
 
 @dataclasses.dataclass

@@ -8,9 +8,8 @@ accuracy; figures of accuracy and early-stop iteration against weights
 remaining, one line per group, and per group the ticket beside its controls,
 with 95% interval bands; IMP against each control, each group against
 the first position of its axis, and how much IMP's lead over a control moves
-between those groups, with 95% intervals of the difference (see
-statistics.mean_difference); each
-point's training time. Figures go to STUDY/plots/, the report to
+between those groups, with 95% t intervals of the difference; each point's
+training time. Figures go to STUDY/plots/, the report to
 STUDY/report.md (paths from tf_lottery.results); the axes, labels and file
 writing are tf_lottery.plots' helpers.
 """

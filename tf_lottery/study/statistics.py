@@ -166,9 +166,9 @@ def mean_difference(a, b, paired):
 
     Paired (a[i] and b[i] belong together, same seed): Student's t interval
     of the differences; unpaired: Welch's interval. None with fewer than two
-    values a side. Not a percentile bootstrap: over 3 seeds it never leaves
-    the range of the values (which holds the true mean 75% of the time), and
-    at 5 it still falls well short of 95%.
+    values a side. Not a percentile bootstrap, which over 3 seeds never
+    leaves the range of the values (a range that holds the true mean 75% of
+    the time) and at 5 still covers less than 94%.
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if paired:
