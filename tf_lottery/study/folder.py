@@ -134,7 +134,7 @@ class Study:
             self.entries.append({
                 "index": point.index,
                 "values": point.values,
-                "folder": self.relative(point.directory),
+                "folder": relative(plan.study_dir, point.directory),
                 "state": "finished" if finished else "pending",
                 "attempts": old.get("attempts", 0) if finished else 0,
                 "errors": [],
@@ -149,9 +149,6 @@ class Study:
             return {e["index"]: e for e in atomic.read_json(path)["points"]} if path.is_file() else {}
         except (OSError, ValueError, KeyError, TypeError):
             return {}
-
-    def relative(self, directory):
-        return relative(self.plan.study_dir, directory)
 
     def write_spec(self):
         """Writes study_config.json if the folder has none (check_folder has compared an existing one)."""

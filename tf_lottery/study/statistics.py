@@ -153,12 +153,16 @@ def _t_quantile(df):
     return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
 
 
-def _welch(a, b, scale=1.0):
-    """(variance of mean(a) - scale * mean(b), Welch-Satterthwaite degrees of freedom)."""
-    va, vb = a.var(ddof=1) / len(a), scale ** 2 * b.var(ddof=1) / len(b)
+def _mean_variances(a, b):
+    """The variances of mean(a) and of mean(b)."""
+    return a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+
+
+def _welch_df(va, vb, na, nb):
+    """Welch-Satterthwaite degrees of freedom of a sum of two mean variances from na and nb values."""
     if va + vb == 0:
-        return 0.0, min(len(a), len(b)) - 1
-    return va + vb, (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+        return min(na, nb) - 1
+    return (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
 
 
 def mean_difference(a, b, paired):
@@ -177,8 +181,8 @@ def mean_difference(a, b, paired):
     mean = float(a.mean() - b.mean())
     if min(len(a), len(b)) < 2:
         return mean, None, None
-    variance, df = _welch(a, b)
-    half = _t_quantile(df) * math.sqrt(variance)
+    va, vb = _mean_variances(a, b)
+    half = _t_quantile(_welch_df(va, vb, len(a), len(b))) * math.sqrt(va + vb)
     return mean, mean - half, mean + half
 
 
@@ -186,9 +190,8 @@ def _fieller(a, b):
     """(low, high): Fieller's 95% interval of mean(a) / mean(b) for independent sides, or (None, None)
     when mean(b) is not clear of zero (the interval is then unbounded)."""
     ma, mb = a.mean(), b.mean()
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    _, df = _welch(a, b, scale=ma / mb)
-    t2 = _t_quantile(df) ** 2
+    va, vb = _mean_variances(a, b)
+    t2 = _t_quantile(_welch_df(va, (ma / mb) ** 2 * vb, len(a), len(b))) ** 2
     # (ma - R mb)^2 = t^2 (va + R^2 vb), a quadratic in R.
     qa, qb, qc = mb ** 2 - t2 * vb, -2 * ma * mb, ma ** 2 - t2 * va
     if qa <= 0:
