@@ -25,6 +25,7 @@ setup(
         "absl-py>=1.4,<3",
         "matplotlib>=3.7,<4",
         "numpy>=1.26,<3",
+        "scipy>=1.11,<2",  # Student t quantiles and p-values of the study statistics (TOST, Holm)
         "importlib_resources>=6",  # TFDS needs it to download and prepare datasets
         "etils[epy]>=1.5,<2",  # lazy module-level imports: settings are checked before TF loads
         "ray[default]>=2.40,<3",  # studies (binaries.study, --replicates): local Ray or a cluster

@@ -4,7 +4,7 @@ import pytest
 
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
-from tf_lottery.study import claims, folder, grid, statistics
+from tf_lottery.study import claims, folder, grid, inference, statistics
 
 from conftest import run_binary
 CONTROLS = ["random_reinit", "random_reinit.2@7+12", "random_prune@10", "one_shot@3+7+12"]
@@ -57,20 +57,22 @@ def group(tmp_path_factory):
 
 def test_each_claim_gets_the_verdict_its_numbers_call_for(group):
     findings = claims.check(group, "lth_lenet")
-    assert [(f.verdict, f.ours.split(" [")[0]) for f in findings] == [
-        ("agrees", "2.51x"),                          # reinit 2.51x slower at 21.1% (paper 2.51x)
-        ("agrees in direction", "+2.45 points"),      # against reinit (paper +0.5)
-        ("agrees", "fastest at 21.0% (440 iterations)"),
-        ("agrees", "+0.90 points"),                   # at 13.4% (paper at least +0.3)
-        ("agrees", "+0.00 points"),                   # accuracy back to round 0's at 3.5%
-        ("disagrees", "+400 iterations"),             # early stop past round 0's, not between
-        ("disagrees", "from 80.0% on"),               # reinit below round 0 from round 1 (paper 21.1%)
-        ("agrees", "+0.80 points"),                   # against random pruning at 10.7%
-        ("agrees", "-300 iterations"),                # one-shot sooner at 51.2% and 21.0%
-        ("disagrees", "+0.21 points"),                # one-shot more accurate at 51.2%, 21.0%, not 6.9%
-        ("agrees", "+0.51 points"),                   # IMP beats one-shot at 6.9%
+    assert [(f.kind, f.verdict, f.ours.split(" [")[0].split(";")[0]) for f in findings] == [
+        ("size", "agrees", "2.51x"),                        # reinit 2.51x slower at 21.1% (paper 2.51x)
+        ("size", "disagrees", "+2.45 points"),              # against reinit: far above the paper's +0.5
+        ("location", "agrees", "fastest at 21.0% (440 iterations)"),   # every seed at 21.0%
+        ("size", "agrees", "+0.90 points"),                 # at 13.4% (paper at least +0.3)
+        ("no difference", "agrees", "+0.00 points"),        # accuracy back to round 0's at 3.5%
+        ("no difference", "agrees", "+400 iterations"),     # within the 1,000-iteration margin
+        ("location", "disagrees", "from 80.0% on"),         # reinit below round 0 from round 1, every seed
+        ("size", "agrees", "+0.80 points"),                 # against random pruning at 10.7%
+        ("direction", "agrees", "-300 iterations"),         # one-shot sooner at 51.2% and 21.0%
+        ("direction", "disagrees", "+0.21 points"),         # one-shot less accurate at 6.9%
+        ("direction", "agrees", "+0.51 points"),            # IMP beats one-shot at 6.9%
     ]
     assert "at 21.0%" in findings[0].ours and "at 10.7% (98.75% against 97.95%)" in findings[7].ours
+    assert "paired t on log ratios" in findings[0].ours and "paired t at 13.4%" in findings[3].ours
+    assert findings[4].paper == "+0 points (margin +-0.30 points)" and "TOST p = 0.000" in findings[4].ours
     assert findings[9].ours.count(" at ") == 3
     low, high = (float(v) for v in findings[0].ours.split("[")[1].split("]")[0].split(","))
     assert low < 2.51 < high
@@ -97,16 +99,17 @@ def test_a_missing_control_is_not_measured(group):
     assert findings[0].ours == "not measured (random_reinit near 21.1%)"
 
 
-def test_one_seed_gives_numbers_without_intervals(group):
+def test_one_seed_gives_numbers_without_intervals_and_no_verdict(group):
     single = statistics.Group(group.positions, group.label, {(0,): group.runs[(0,)]})
     findings = claims.check(single, "lth_lenet")
     # Seed 0's noise: IMP stops at 430 at round 7, its reinitialisations at 2.51 * 440 - 10.
     ratio = (2.51 * 440 - 10) / 430
     assert findings[0].ours == f"{ratio:.2f}x (one seed: no interval) at 21.0%"
-    assert findings[0].verdict == "needs 2+ seeds"
+    assert findings[0].verdict == "inconclusive"
     assert findings[5].ours == "+400 iterations (one seed: no interval) at 3.5% against round 0"
-    assert findings[5].verdict == "needs 2+ seeds"
+    assert findings[5].verdict == "inconclusive"
     assert findings[7].ours.startswith("+0.72 points (one seed: no interval) at 10.7%")
+    assert findings[2].verdict == "descriptive"   # a location needs 5 seeds
 
 
 def _with_early_stops(group, iteration):
@@ -119,32 +122,45 @@ def _with_early_stops(group, iteration):
     return statistics.Group(group.positions, group.label, runs)
 
 
-def test_where_the_tickets_are_fastest_is_judged_over_resamples_of_the_seeds(group):
+def test_where_the_tickets_are_fastest_needs_the_seeds_to_agree(group):
     # Round 9 (13.4%) stops at 480 in every seed; round 7 (21.0%) at 600 in seeds 0, 2, 4 and 400 in
-    # seeds 1, 3: the means put the fastest at round 9, but round 7 is fastest in about a third of
-    # the resamples (those with 3 or more of the odd seeds), so 21.1% is among the likely sizes.
+    # seeds 1, 3: the means put the fastest at round 9, but two of five seeds put it at round 7, two
+    # rounds away: not stable (3 of 5 seeds within one round), so inconclusive.
     split = _with_early_stops(group, lambda s, r: {7: 600 - 200 * (s % 2), 9: 480}.get(r, 1000))
     finding = claims.check(split, "lth_lenet")[2]
-    assert finding.ours == "fastest at 13.4% (480 iterations) [95% of resamples: 21.0%, 13.4%]"
-    assert finding.verdict == "agrees"
-    # Without the split, round 9 is fastest in every resample: two rounds from 21.1%.
+    assert finding.ours == ("fastest at 13.4% (480 iterations); per seed: 13.4%, 21.0%, 13.4%, 21.0%, 13.4%")
+    assert finding.verdict == "inconclusive"
+    # Every seed fastest at round 9, two rounds from 21.1%: a stable location elsewhere.
     steady = _with_early_stops(group, lambda s, r: {7: 500, 9: 480}.get(r, 1000))
-    finding = claims.check(steady, "lth_lenet")[2]
-    assert finding.ours == "fastest at 13.4% (480 iterations) [95% of resamples: 13.4%]"
-    assert finding.verdict == "agrees in direction"
+    assert claims.check(steady, "lth_lenet")[2].verdict == "disagrees"
+    # Four seeds at round 8 and one at round 7 (one round from it): stable, within a round of 21.1%.
+    near = _with_early_stops(group, lambda s, r: {8: 450, 7: 500 - 100 * (s == 0)}.get(r, 1000))
+    assert claims.check(near, "lth_lenet")[2].verdict == "agrees"
 
 
-def test_likely_locations_hold_the_level_with_the_most_frequent_first():
-    assert statistics.likely_locations([3] * 90 + [5] * 6 + [8] * 4) == [3, 5]
-    assert statistics.likely_locations([3] * 95 + [5] * 5) == [3]
-    assert statistics.likely_locations([None] * 50 + [2] * 50) == [2, None]
-    assert statistics.likely_locations([1] * 94 + [2] * 3 + [4] * 3) == [1, 2, 4]  # ties kept
+def test_a_location_needs_rounds_on_both_sides_of_the_papers():
+    assert claims.location_verdict(7, [7] * 5, 7, seeds=5) == "agrees"
+    assert claims.location_verdict(7, [7] * 3, 7, seeds=3) == "descriptive"
+    assert claims.location_verdict(None, [None] * 5, 7, seeds=5) == "disagrees"  # stably never
+    assert claims.location_verdict(None, [None, None, 3, 4, 9], 7, seeds=5) == "inconclusive"
+    assert claims._covers([7], 7) is False and claims._covers([6, 7, 8], 7) is True
 
 
-def test_an_interval_holding_both_the_papers_effect_and_none_is_inconclusive():
-    assert claims.effect_verdict(0.0042, -0.0075, 0.0159, 0.005) == "inconclusive"
-    assert claims.effect_verdict(1.54, 0.70, 27.9, 2.51, null=1.0) == "inconclusive"
-    assert claims.effect_verdict(0.004, -0.0009, 0.0089, 0.003, at_least=True) == "inconclusive"
-    assert claims.effect_verdict(2.21, 1.42, 4.44, 2.51, null=1.0) == "agrees"
-    assert claims.effect_verdict(0.0033, 0.0013, 0.0049, 0.005) == "agrees in direction"
-    assert claims.effect_verdict(0.001, -0.001, 0.002, 0.005) == "disagrees"
+def test_each_kind_of_claim_has_its_rule():
+    e = lambda value, low, high: inference.Estimate(value, low, high, 5)  # noqa: E731
+    assert claims.size_verdict(e(0.0042, -0.0075, 0.0159), 0.005) == "inconclusive"
+    assert claims.size_verdict(e(2.21, 1.42, 4.44), 2.51, null=1.0) == "agrees"
+    assert claims.size_verdict(e(0.0033, 0.0013, 0.0049), 0.005) == "disagrees"  # smaller than claimed
+    assert claims.size_verdict(e(0.004, -0.0009, 0.0089), 0.003, at_least=True) == "inconclusive"
+    assert claims.size_verdict(e(0.0056, 0.0025, 0.0086), 0.003, at_least=True) == "agrees"
+    assert claims.size_verdict(e(0.001, 0.0005, 0.002), 0.003, at_least=True) == "disagrees"
+    assert claims.direction_verdict(e(0.0036, 0.0023, 0.0049), +1) == "agrees"
+    assert claims.direction_verdict(e(0.0017, -0.0015, 0.0050), +1) == "inconclusive"
+    assert claims.direction_verdict(e(-0.002, -0.003, -0.001), +1) == "disagrees"
+    assert claims.direction_verdict(e(1.0, None, None), +1) == "inconclusive"
+    # No difference: an interval that touches zero is not agreement without TOST.
+    touching = inference.Estimate(-1020, -2057, 17, 5, se=373.4, df=4)
+    assert claims.equivalence_verdict(touching, 1000) == "inconclusive"
+    assert claims.equivalence_verdict(touching, 2000) == "agrees"
+    assert claims.equivalence_verdict(inference.Estimate(0.0044, 0.0020, 0.0068, 5, se=0.00086, df=4),
+                                      0.003) == "disagrees"

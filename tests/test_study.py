@@ -8,12 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import folder
 from tf_lottery.study import grid
+from tf_lottery.study import inference
 from tf_lottery.study import report
 from tf_lottery.study import statistics
 
@@ -158,36 +160,35 @@ def test_the_binary_explains_how_to_install_ray_when_it_is_missing():
 def test_differences_get_t_intervals_paired_by_seed_or_welchs_not_a_bootstrap():
     a, b = np.array([0.8901, 0.8906, 0.8915]), np.array([0.8857, 0.8848, 0.8896])  # 3 seeds
     differences = a - b
-    mean, low, high = statistics.mean_difference(a, b, paired=True)
-    half = 4.303 * differences.std(ddof=1) / np.sqrt(3)  # t quantile, 2 degrees of freedom
-    assert (low, high) == pytest.approx((differences.mean() - half, differences.mean() + half))
+    mean, low, high = inference.paired_difference(a, b)
+    half = 4.302653 * differences.std(ddof=1) / np.sqrt(3)  # t quantile, 2 degrees of freedom
+    assert (low, high) == pytest.approx((differences.mean() - half, differences.mean() + half), rel=1e-4)
     assert low < differences.min() and high > differences.max()  # a bootstrap stays inside the range
-    assert statistics.mean_difference([1.0], [0.5], paired=True) == (0.5, None, None)
     other = [0.88, 0.89, 0.87, 0.885]
-    welch_mean, welch_low, welch_high = statistics.mean_difference(a, other, paired=False)
+    welch = inference.welch_difference(a, other)
     va, vb = a.var(ddof=1) / 3, np.var(other, ddof=1) / 4
     df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
-    assert 3 < df < 4  # rounded down to 3: quantile 3.182
-    assert welch_high - welch_mean == pytest.approx(3.182 * np.sqrt(va + vb))
+    assert welch.df == pytest.approx(df) and 3 < df < 4
+    assert welch.high - welch.value == pytest.approx(stats.t.ppf(0.975, df) * np.sqrt(va + vb))
     five_a, five_b = [0.90, 0.92, 0.94, 0.91, 0.93], [0.88, 0.91, 0.90, 0.90, 0.92]
-    paired = statistics.mean_difference(five_a, five_b, paired=True)
-    unpaired = statistics.mean_difference(five_a, five_b, paired=False)
-    assert paired[0] == pytest.approx(0.018) and unpaired[0] == pytest.approx(0.018)
-    assert unpaired[2] - unpaired[1] > paired[2] - paired[1]  # pairing by seed removes the seed's noise
+    paired = inference.paired_difference(five_a, five_b)
+    unpaired = inference.welch_difference(five_a, five_b)
+    assert paired.value == pytest.approx(0.018) and unpaired.value == pytest.approx(0.018)
+    assert unpaired.high - unpaired.low > paired.high - paired.low  # pairing removes the seed's noise
 
 
-def test_a_ratio_of_means_gets_fiellers_interval():
+def test_a_ratio_of_independent_means_gets_fiellers_interval():
     slow, fast = np.array([8400.0, 8400, 7300]), np.array([4100.0, 2800, 4000])
-    ratio, low, high = statistics.ratio_of_means(slow, fast)
+    ratio, low, high = inference.fieller_ratio(slow, fast)
     assert ratio == pytest.approx(slow.mean() / fast.mean())
     va, vb = slow.var(ddof=1) / 3, fast.var(ddof=1) / 3
     df = (va + ratio ** 2 * vb) ** 2 / (va ** 2 / 2 + (ratio ** 2 * vb) ** 2 / 2)  # Welch, at the ratio
-    t = {2: 4.303, 3: 3.182}[int(df)]
+    t = stats.t.ppf(0.975, df)
     for bound in (low, high):  # the ends solve (mean(a) - R mean(b))^2 = t^2 (va + R^2 vb)
         assert (slow.mean() - bound * fast.mean()) ** 2 == pytest.approx(t ** 2 * (va + bound ** 2 * vb))
     assert low < ratio < high
-    noisy = statistics.ratio_of_means([1.0, 2.0, 3.0], [0.1, -0.1, 0.3])
-    assert noisy[1:] == (None, None)  # the denominator is not clear of zero: no bounded interval
+    noisy = inference.fieller_ratio([1.0, 2.0, 3.0], [0.1, -0.1, 0.3])
+    assert (noisy.low, noisy.high) == (None, None)  # the denominator is not clear of zero: unbounded
 
 
 def _fake_point(directory, config, seed, offset):
@@ -221,13 +222,13 @@ def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
     assert [g.label for g in data.groups] == ["prune_scope=layer", "prune_scope=global"]
     assert [len(g.runs) for g in data.groups] == [3, 3]
     rows = statistics.round_stats(data.groups[1], "early_stop_test_accuracy")
-    assert [(r, n) for r, *_, n in rows] == [(0, 3), (1, 3)]
+    assert [(row.round, row.n) for row in rows] == [(0, 3), (1, 3)]
     (axis, position, _, group, reference), = statistics.comparisons(data)
     assert (axis.name, position, group.label, reference.label) == (
         "prune_scope", 1, "prune_scope=global", "prune_scope=layer")
-    _, _, n, mean, low, high = statistics.difference_rows((group, None), (reference, None),
-                                                          "early_stop_test_accuracy")[0]
-    assert n == 3 and 0.015 < low <= mean <= high < 0.025
+    estimate = statistics.difference_rows((group, None), (reference, None), "early_stop_test_accuracy")[0].estimate
+    mean, low, high = estimate
+    assert (estimate.n, estimate.method) == (3, "paired t") and 0.015 < low <= mean <= high < 0.025
     path, figures = report.make_report(tmp_path / "s")
     text = path.read_text()
     for part in ("## Group: prune_scope=layer", "## Group: prune_scope=global",
@@ -243,11 +244,11 @@ def test_the_study_report_groups_by_axes_with_intervals(tmp_path):
 
 def test_t_interval_of_a_mean():
     low, high = statistics.t_interval([1.0, 2.0, 3.0])
-    assert (low, high) == pytest.approx((2 - 4.303 / np.sqrt(3), 2 + 4.303 / np.sqrt(3)))
+    assert (low, high) == pytest.approx((2 - 4.302653 / np.sqrt(3), 2 + 4.302653 / np.sqrt(3)), rel=1e-6)
     assert statistics.t_interval([1.0]) == (None, None)
 
 
-def test_a_controls_further_draws_are_pooled_with_its_first(tmp_path):
+def test_a_controls_further_draws_are_averaged_within_their_seed(tmp_path):
     plan = grid.plan(BASE.replace(controls=["random_reinit", "random_reinit.2@1"]), ["seed=0,1,2"],
                      tmp_path / "s")
     study = folder.Study(plan)
@@ -263,15 +264,18 @@ def test_a_controls_further_draws_are_pooled_with_its_first(tmp_path):
     group, = data.groups
     row, = statistics.round_stats(group, "early_stop_test_accuracy", "random_reinit")
     first = [group.runs[k].records("random_reinit")[1]["early_stop_test_accuracy"] for k in group.runs]
-    assert row.n == 6 and row.mean == pytest.approx((sum(first) + 3 * 0.80) / 6)
+    # The seed is the unit: 3 seeds of 2 draws each, averaged within the seed first.
+    assert (row.n, row.draws) == (3, 6) and row.mean == pytest.approx(np.mean([(f + 0.80) / 2 for f in first]))
+    assert row.within_sd == pytest.approx(np.sqrt(np.mean([(f - 0.80) ** 2 / 2 for f in first])))
     assert row.ci_low < row.mean < row.ci_high
-    (_, _, n, mean, low, high), = statistics.difference_rows((group, None), (group, "random_reinit"),
-                                                             "early_stop_test_accuracy")
+    (_, _, estimate), = statistics.difference_rows((group, None), (group, "random_reinit"),
+                                                   "early_stop_test_accuracy")
     imp = [group.runs[k].records()[1]["early_stop_test_accuracy"] for k in group.runs]
-    assert n == 3 and mean == pytest.approx(np.mean(imp) - row.mean)
+    assert (estimate.n, estimate.method) == (3, "paired t")
+    assert estimate.value == pytest.approx(np.mean(imp) - row.mean)
     path, figures = report.make_report(tmp_path / "s")
     text = path.read_text()
-    assert "### all points: control random_reinit" in text and "| 6 |" in text
+    assert "### all points: control random_reinit" in text and "| 3 | 6 |" in text
     assert {p.name for p in figures} >= {"study_accuracy_controls", "study_early_stop_controls"}
 
 
@@ -280,8 +284,9 @@ def test_a_ticket_versus_control_gap_is_compared_between_groups(tmp_path):
     # group's gap is therefore 0.02 larger than the layer group's, seed by seed up to the noise.
     data = _scope_study(tmp_path / "s")
     (_, _, _, group, reference), = statistics.comparisons(data)
-    (r, remaining, n, mean, low, high), = statistics.gap_difference_rows(
+    (r, remaining, estimate), = statistics.gap_difference_rows(
         group, reference, "random_reinit", "early_stop_test_accuracy")
+    n, (mean, low, high) = estimate.n, estimate
     gaps = {g.label: [run.records()[1]["early_stop_test_accuracy"]
                       - run.records("random_reinit")[1]["early_stop_test_accuracy"]
                       for _, run in sorted(g.runs.items())] for g in (group, reference)}

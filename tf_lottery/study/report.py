@@ -64,7 +64,12 @@ def _figure(data, lines, field, name, ylabel, what, caption):
 
 
 _DIFFERENCE_FIELDS = ("early_stop_test_accuracy", "early_stop_iteration")
-_INTERVAL = "a 95% Student t interval (Welch's where the sides are unpaired)"
+_INTERVAL = ("a 95% Student t interval, the seed the unit (a control's draws averaged within their seed "
+             "first; paired by seed where both sides have the same seeds, Welch's otherwise; the table "
+             "names the method)")
+_EXPLORATORY = ("Exploratory: these rounds are not the paper's pre-stated claims. Each column tests "
+                "every round at once: † marks a round whose difference stays clear of zero after "
+                "Holm's correction over the column's rounds (family-wise 5%).")
 _FIGURE_FIELDS = (("early_stop_test_accuracy", "accuracy", "test accuracy at early stop"),
                   ("early_stop_iteration", "early_stop", "early-stop iteration"))
 
@@ -101,39 +106,59 @@ def _mean_cell(row, field):
     return f"{_number(row.mean, field)}{interval} ({_number(row.low, field)}-{_number(row.high, field)})"
 
 
+def _spread_cell(row, field):
+    return "" if row.within_sd is None else _number(row.within_sd, field)
+
+
 def group_table(group, control=None):
-    """Per round: % remaining, then mean [95% interval] (min-max) of each field, and n."""
+    """Per round: % remaining, then mean [95% interval] (min-max) over the seeds of each field, and n
+    seeds; where a seed has several draws, the draws in all and each field's within-seed SD."""
     columns = {field: {row.round: row for row in statistics.round_stats(group, field, control)}
                for field in statistics.FIELDS}
-    lines = ["| round | remaining % | " + " | ".join(f"{label}: mean [95% CI] (min-max)"
-                                                      for label in statistics.FIELDS.values())
-             + " | n |", "|" + "---:|" * (len(statistics.FIELDS) + 3)]
     first = columns["early_stop_test_accuracy"]
+    draws = any(row.draws > row.n for row in first.values())
+    header = ("| round | remaining % | " + " | ".join(f"{label}: mean [95% CI] (min-max)"
+                                                    for label in statistics.FIELDS.values()) + " | n seeds |")
+    if draws:
+        header += " draws | " + " | ".join(f"{label}: within-seed SD" for label in statistics.FIELDS.values()) + " |"
+    lines = [header, "|" + "---:|" * (len(statistics.FIELDS) * (2 if draws else 1) + 3 + draws)]
     for r in sorted(first):
         cells = [_mean_cell(rows[r], field) for field, rows in columns.items()]
-        lines.append(f"| {r} | {first[r].remaining:.2f} | " + " | ".join(cells) + f" | {first[r].n} |")
+        line = f"| {r} | {first[r].remaining:.2f} | " + " | ".join(cells) + f" | {first[r].n} |"
+        if draws:
+            line += f" {first[r].draws} | " + " | ".join(_spread_cell(rows[r], field)
+                                                       for field, rows in columns.items()) + " |"
+        lines.append(line)
     return "\n".join(lines)
 
 
-def _interval(mean, low, high, field):
-    if low is None:
-        return f"{_number(mean, field)} (n < 2)"
-    return f"{_number(mean, field)} [{_number(low, field)}, {_number(high, field)}]"
+def _interval(estimate, field, clear):
+    mark = " †" if clear else ""
+    if not estimate.has_interval:
+        return f"{_number(estimate.value, field)} (n < 2)"
+    return (f"{_number(estimate.value, field)} [{_number(estimate.low, field)}, "
+            f"{_number(estimate.high, field)}]{mark}")
 
 
 def _rounds_table(rows, what):
-    """Markdown of {field: [(round, % remaining, n, mean, low, high)]}: a row per round, a column per field."""
+    """Markdown of {field: [DifferenceRow]}: a row per round, a column per field, Holm's marks per
+    column, and the methods and the number of comparisons below."""
+    clear = {field: statistics.inference.holm([row.estimate.p for row in column])
+             for field, column in rows.items()}
     lines = ["| round | remaining % | " + " | ".join(f"{statistics.FIELDS[f]} {what} [95% CI]" for f in rows)
-             + " | n |", "|" + "---:|" * (len(rows) + 3)]
-    for parts in zip(*rows.values()):
-        r, remaining, n = parts[0][:3]
-        cells = [_interval(*row[3:], field) for row, field in zip(parts, rows)]
-        lines.append(f"| {r} | {remaining:.2f} | " + " | ".join(cells) + f" | {n} |")
+             + " | n seeds |", "|" + "---:|" * (len(rows) + 3)]
+    for i, parts in enumerate(zip(*rows.values())):
+        cells = [_interval(row.estimate, field, clear[field][i]) for row, field in zip(parts, rows)]
+        lines.append(f"| {parts[0].round} | {parts[0].remaining:.2f} | " + " | ".join(cells)
+                     + f" | {parts[0].estimate.n} |")
+    methods = sorted({row.estimate.method for column in rows.values() for row in column})
+    count = len(next(iter(rows.values()), []))
+    lines += ["", f"{count} rounds compared per column; method: {', '.join(methods) or 'none'}."]
     return "\n".join(lines)
 
 
 def difference_table(side_a, side_b, fields=_DIFFERENCE_FIELDS):
-    """Per round: mean difference a - b of each field with its 95% interval, and n."""
+    """Per round: mean difference a - b of each field with its 95% interval and Holm's mark, and n."""
     return _rounds_table({field: statistics.difference_rows(side_a, side_b, field) for field in fields},
                          "difference")
 
@@ -197,27 +222,26 @@ def write_report(data, figures, claims=None):
                   f"{plot.caption} ([SVG]({_link(plot.svg, base)}))", ""]
     if controls:
         lines += ["## Ticket versus control", "",
-                  "IMP minus the control on the same masks, per group; mean over seeds (and the "
-                  f"control's draws) with {_INTERVAL}.", ""]
+                  "IMP minus the control on the same masks, per group; mean over seeds with "
+                  f"{_INTERVAL}.", "", _EXPLORATORY, ""]
         for group in data.groups:
             for control in controls:
                 lines += [f"### {group.label}: IMP - {control}", "",
                           difference_table((group, None), (group, control)), ""]
     if claims:
-        lines += [f"## The paper's claims ({claims})", "",
-                  claims_lib.CLAIM_SETS.help(claims) + ". Verdicts as defined in "
-                  "`tf_lottery/study/claims.py`: agrees (the paper's number inside our 95% interval, no "
-                  "effect outside), agrees in direction (same side of no effect, the paper's number "
-                  "outside), inconclusive (both the paper's number and no effect inside), disagrees.", ""]
+        lines += [f"## The paper's claims ({claims})", "", claims_lib.CLAIM_SETS.help(claims) + ". "
+                  + claims_lib.RULES, ""]
         for group in data.groups:
             if len(data.groups) > 1:
                 lines += [f"### {group.label}", ""]
-            lines += [claims_lib.claims_table(claims_lib.check(group, claims)), ""]
+            findings = claims_lib.check(group, claims)
+            counts = ", ".join(f"{n} {verdict}" for verdict, n in claims_lib.verdict_counts(findings).items())
+            lines += [claims_lib.claims_table(findings), "", f"Verdicts: {counts} (of {len(findings)}).", ""]
     found = statistics.comparisons(data)
     if found:
         lines += ["## Group versus group", "",
                   "Each position of an axis minus the axis's first position, the other axes held "
-                  f"fixed; mean over seeds (paired by seed) with {_INTERVAL}.", ""]
+                  f"fixed; mean over seeds with {_INTERVAL}.", "", _EXPLORATORY, ""]
         for axis, position, context, group, reference in found:
             lines += [f"### {axis.label(position)} minus {axis.label(0)}"
                       + (f" (at {context})" if context != "all points" else ""), "",
@@ -225,8 +249,8 @@ def write_report(data, figures, claims=None):
     if found and controls:
         lines += ["## Ticket-versus-control gap, group versus group", "",
                   "How much IMP's lead over each control (IMP minus the control, per seed) changes from "
-                  "the axis's first position to each other one; mean over seeds (paired by seed) with "
-                  f"{_INTERVAL}.", ""]
+                  "the axis's first position to each other one; mean over seeds with "
+                  f"{_INTERVAL}.", "", _EXPLORATORY, ""]
         for axis, position, context, group, reference in found:
             for control in controls:
                 lines += [f"### {axis.label(position)} minus {axis.label(0)}: IMP - {control}"

@@ -1,24 +1,22 @@
 """The numbers of a study: its finished points grouped over the grid's axes, per-round statistics across
-seeds, and confidence intervals of differences (ticket vs control, group vs group).
+seeds, and intervals of differences (ticket vs control, round vs round, group vs group).
 
 Axes over `seed` or `data_seed` are replicates: the points that differ only
 there form one group, and statistics are taken across them. Every other axis
-splits groups. A control's further draws (NAME.2, NAME.3, ...) are pooled
-with its first draw: at a round where they ran, the control's values are
-every draw of every seed. The 95% interval of a mean is Student's t interval;
-differences are paired by seed when both sides have one value per seed and
-the same seeds (else the two sides are independent), and their 95% interval
-is Student's t interval of the paired differences (Welch's when unpaired,
-Fieller's for a ratio of means). Where something happens (the round of the
-fastest tickets) is located in percentile-bootstrap resamples of the seeds,
-each with all its rounds, drawn with a seeded generator so that a report is
-reproducible. Nothing here imports TensorFlow, Ray or matplotlib.
+splits groups. The experiment seed is the unit of every interval: a
+control's further draws (NAME.2, NAME.3, ...) are averaged with its first
+draw within their seed before anything is compared, and their spread within
+the seed is reported apart (`RoundStat.within_sd`). The 95% interval of a
+mean is Student's t interval of the seed values; differences and ratios are
+paired by seed when both sides have the same seeds, and independent
+otherwise (tf_lottery.study.inference says how each is computed, and each
+Estimate names its method). Nothing here imports TensorFlow, Ray or
+matplotlib.
 """
 
 import collections
 import dataclasses
 import itertools
-import math
 import pathlib
 
 import numpy as np
@@ -27,30 +25,23 @@ from tf_lottery import plots
 from tf_lottery import results
 from tf_lottery.study import folder
 from tf_lottery.study import grid as grid_lib
+from tf_lottery.study import inference
 
 REPLICATE_SETTINGS = ("seed", "data_seed")
 FIELDS = {"early_stop_test_accuracy": "test acc @es", "early_stop_iteration": "early-stop it",
           "final_test_accuracy": "final test acc"}
-BOOTSTRAP_SAMPLES = 10_000
-BOOTSTRAP_SEED = 0
-LEVEL = 0.95
-# Student's t quantile 0.975 by degrees of freedom (1..30); above 30 the normal quantile plus 2.4/df.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
+LEVEL = inference.LEVEL
 
+# Per round over the seeds (each seed's draws averaged first): the mean, standard deviation, min and
+# max of the seed values, the 95% t interval, n seeds, the draws in all, and the pooled standard
+# deviation of draws within a seed (None with one draw per seed).
 RoundStat = collections.namedtuple(
-    "RoundStat", "round remaining mean std low high ci_low ci_high n")
+    "RoundStat", "round remaining mean std low high ci_low ci_high n draws within_sd")
 
 
 def t_interval(values):
     """(low, high): the 95% Student t interval of the mean of `values`; (None, None) below two values."""
-    values = np.asarray(values, float)
-    n = len(values)
-    if n < 2:
-        return None, None
-    half = _t_quantile(n - 1) * float(values.std(ddof=1)) / math.sqrt(n)
-    return float(values.mean()) - half, float(values.mean()) + half
+    return inference.t_interval(values)
 
 
 def family(control):
@@ -134,105 +125,43 @@ def load(study_dir):
 
 
 def round_stats(group, field, control=None):
-    """[RoundStat] over the group's replicates (and a control's draws), per round its first draw
-    finished in all of them (std with n - 1; 0 for one value)."""
+    """[RoundStat] over the group's seeds, per round the control's first draw finished in all of them;
+    a seed's draws are averaged first (std with n - 1; 0 for one seed)."""
     per_run = [run.records(control) for run in group.runs.values()]
     rows = []
     for r in sorted(set.intersection(*(set(records) for records in per_run))):
-        values = np.array([v for key in group.runs for v in group.values(key, r, field, control)])
+        draws = side_values((group, control), r, field)
+        values = np.array(list(inference.seed_means(draws).values()))
         remaining = np.mean([100 * records[r]["remaining_fraction"] for records in per_run])
         std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         rows.append(RoundStat(r, float(remaining), float(values.mean()), std, float(values.min()),
-                              float(values.max()), *t_interval(values), len(values)))
+                              float(values.max()), *t_interval(values), len(values),
+                              sum(len(d) for d in draws.values()), inference.within_seed_sd(draws)))
     return rows
 
 
-def _t_quantile(df):
-    """Student's t quantile 0.975 for `df` degrees of freedom (rounded down: the wider interval)."""
-    df = max(1, int(df))
-    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
+def compare(values_a, values_b, ratio=False):
+    """Side a minus (or over) side b, each {seed: [draws]}, as an inference.Estimate.
 
-
-def _mean_variances(a, b):
-    """The variances of mean(a) and of mean(b)."""
-    return a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-
-
-def _welch_df(va, vb, na, nb):
-    """Welch-Satterthwaite degrees of freedom of a sum of two mean variances from na and nb values."""
-    if va + vb == 0:
-        return min(na, nb) - 1
-    return (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
-
-
-def mean_difference(a, b, paired):
-    """(mean of a - b, low, high): the mean difference and its 95% interval.
-
-    Paired (a[i] and b[i] belong together, same seed): Student's t interval
-    of the differences; unpaired: Welch's interval. None with fewer than two
-    values a side. Not a percentile bootstrap, which over 3 seeds never
-    leaves the range of the values (a range that holds the true mean 75% of
-    the time) and at 5 still covers less than 94%.
+    A seed's draws are averaged first. Sides with the same seeds are paired
+    by seed (t interval of the per-seed differences, or of the per-seed log
+    ratios for a ratio); sides with other seeds are independent (Welch's
+    interval, Fieller's for a ratio of means).
     """
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if paired:
-        differences = a - b
-        return (float(differences.mean()), *t_interval(differences))
-    mean = float(a.mean() - b.mean())
-    if min(len(a), len(b)) < 2:
-        return mean, None, None
-    va, vb = _mean_variances(a, b)
-    half = _t_quantile(_welch_df(va, vb, len(a), len(b))) * math.sqrt(va + vb)
-    return mean, mean - half, mean + half
+    a, b = inference.seed_means(values_a), inference.seed_means(values_b)
+    if a.keys() == b.keys():
+        keys = sorted(a)
+        first, second = [a[k] for k in keys], [b[k] for k in keys]
+        if ratio:
+            return inference.paired_ratio(first, second)
+        return inference.paired_difference(first, second)
+    first, second = list(a.values()), list(b.values())
+    return inference.fieller_ratio(first, second) if ratio else inference.welch_difference(first, second)
 
 
-def _fieller(a, b):
-    """(low, high): Fieller's 95% interval of mean(a) / mean(b) for independent sides, or (None, None)
-    when mean(b) is not clear of zero (the interval is then unbounded)."""
-    ma, mb = a.mean(), b.mean()
-    va, vb = _mean_variances(a, b)
-    t2 = _t_quantile(_welch_df(va, (ma / mb) ** 2 * vb, len(a), len(b))) ** 2
-    # (ma - R mb)^2 = t^2 (va + R^2 vb), a quadratic in R.
-    qa, qb, qc = mb ** 2 - t2 * vb, -2 * ma * mb, ma ** 2 - t2 * va
-    if qa <= 0:
-        return None, None
-    root = math.sqrt(max(qb ** 2 - 4 * qa * qc, 0.0))
-    return float((-qb - root) / (2 * qa)), float((-qb + root) / (2 * qa))
-
-
-def ratio_of_means(a, b):
-    """(mean(a) / mean(b), low, high): the ratio of means of two independent sides and Fieller's 95%
-    interval; None with fewer than two values a side, or when mean(b) is not clear of zero."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ratio = float(a.mean() / b.mean())
-    if min(len(a), len(b)) < 2:
-        return ratio, None, None
-    return (ratio, *_fieller(a, b))
-
-
-def bootstrap_locations(matrix, locate):
-    """Where `locate(column means)` puts it in each bootstrap resample of the rows of `matrix`.
-
-    Rows are replicates (seeds), columns rounds; a resample draws rows with
-    replacement, so each seed's rounds stay together. Returns one location
-    per resample (whatever `locate` returns: a column index, or None).
-    """
-    matrix = np.asarray(matrix, float)
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    means = matrix[rng.integers(0, len(matrix), (BOOTSTRAP_SAMPLES, len(matrix)))].mean(axis=1)
-    return [locate(row) for row in means]
-
-
-def likely_locations(locations, level=LEVEL):
-    """The most frequent locations whose shares add up to at least `level` (ties kept), sorted."""
-    counts = collections.Counter(locations).most_common()
-    chosen, total = [], 0
-    for value, count in counts:
-        if total >= level * len(locations) and count < counts[len(chosen) - 1][1]:
-            break
-        chosen.append(value)
-        total += count
-    return sorted(chosen, key=lambda v: (v is None, v))
+def seed_locations(matrix, locate):
+    """`locate(row)` of each seed's row of `matrix` (seeds x columns): where each seed puts it."""
+    return [locate(np.asarray(row, float)) for row in matrix]
 
 
 def side_values(side, r, field):
@@ -241,13 +170,14 @@ def side_values(side, r, field):
     return {key: group.values(key, r, field, control) for key in sorted(group.runs)}
 
 
-def difference_rows(side_a, side_b, field):
-    """Per round finished on both sides: (round, % remaining of a, n, mean a - b, low, high).
+DifferenceRow = collections.namedtuple("DifferenceRow", "round remaining estimate")
 
-    A side is (group, control or None); replicates pair by key when both
-    sides have one value for each of the same keys (a control's further
-    draws make it unpaired), and n is then the number of pairs, else the
-    smaller side's count.
+
+def difference_rows(side_a, side_b, field):
+    """[DifferenceRow] per round finished on both sides: % remaining of a and the Estimate of a - b.
+
+    A side is (group, control or None); a seed's draws are averaged first,
+    and the sides pair by seed when they have the same seeds (`compare`).
     """
     (group_a, control_a), (group_b, control_b) = side_a, side_b
     records_a = [group_a.records(k, control_a) for k in sorted(group_a.runs)]
@@ -255,42 +185,38 @@ def difference_rows(side_a, side_b, field):
     rounds = set.intersection(*(set(r) for r in records_a + records_b))
     rows = []
     for r in sorted(rounds):
-        a, b = side_values(side_a, r, field), side_values(side_b, r, field)
-        paired = a.keys() == b.keys() and all(len(v) == 1 for v in (*a.values(), *b.values()))
-        a, b = [v for vs in a.values() for v in vs], [v for vs in b.values() for v in vs]
         remaining = float(np.mean([100 * recs[r]["remaining_fraction"] for recs in records_a]))
-        rows.append((r, remaining, min(len(a), len(b)), *mean_difference(a, b, paired)))
+        rows.append(DifferenceRow(r, remaining, compare(side_values(side_a, r, field),
+                                                        side_values(side_b, r, field))))
     return rows
 
 
 def gap_values(group, control, r, field):
-    """{replicate key: IMP's value minus the mean of the control's draws} at round r, for the
-    replicates that have both."""
+    """{seed: [IMP's value minus the mean of the control's draws]} at round r, for the seeds that
+    have both."""
     gaps = {}
     for key in sorted(group.runs):
         imp, other = group.values(key, r, field), group.values(key, r, field, control)
         if imp and other:
-            gaps[key] = imp[0] - float(np.mean(other))
+            gaps[key] = [imp[0] - float(np.mean(other))]
     return gaps
 
 
 def gap_difference_rows(group, reference, control, field):
     """How much the ticket-versus-control gap moves from `reference` to `group`.
 
-    Per round where both groups have IMP and the control in every
-    replicate: (round, % remaining of group, n, mean gap of group minus mean
-    gap of reference, low, high), paired by replicate when both groups have
-    the same ones (a difference of differences).
+    [DifferenceRow] per round where both groups have IMP and the control in
+    every seed: the Estimate of the gap of group minus the gap of reference
+    (a difference of differences), paired by seed when both groups have the
+    same seeds.
     """
     rounds = set.intersection(*(set(run.records()) & set(run.records(control))
                                 for g in (group, reference) for run in g.runs.values()))
     rows = []
     for r in sorted(rounds):
-        a, b = gap_values(group, control, r, field), gap_values(reference, control, r, field)
-        paired = a.keys() == b.keys()
         remaining = float(np.mean([100 * run.records()[r]["remaining_fraction"] for run in group.runs.values()]))
-        rows.append((r, remaining, min(len(a), len(b)),
-                     *mean_difference(list(a.values()), list(b.values()), paired)))
+        rows.append(DifferenceRow(r, remaining, compare(gap_values(group, control, r, field),
+                                                        gap_values(reference, control, r, field))))
     return rows
 
 
