@@ -76,24 +76,28 @@ def pack(experiment_dir, out):
         json.dump(curves, f)
 
 
-def unpack(pack_dir, out):
-    """Writes the experiment folder a pack describes (without checkpoints) into `out`."""
+def unpack(pack_dir, out, masks=True):
+    """Writes the experiment folder a pack describes (without checkpoints) into `out`; without
+    `masks`, only its records and curves (enough for reports and tables)."""
     pack_dir, out = pathlib.Path(pack_dir), pathlib.Path(out)
     shutil.copytree(pack_dir, out, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(MASKS, CURVES, "mask_shapes.json"))
-    with gzip.open(pack_dir / CURVES, "rt") as f:
-        for relative, curve in json.load(f).items():
-            atomic.write_json(results.curve_path(out / relative), curve)
+    if (pack_dir / CURVES).is_file():
+        with gzip.open(pack_dir / CURVES, "rt") as f:
+            for relative, curve in json.load(f).items():
+                atomic.write_json(results.curve_path(out / relative), curve)
+    if not masks or not (pack_dir / MASKS).is_file():
+        return
     shapes = json.loads((pack_dir / "mask_shapes.json").read_text())
-    masks = {}
+    unpacked = {}
     for name, bits in atomic.read_npz(pack_dir / MASKS).items():
         relative, key = name.split("|", 1)
         size = int(np.prod(shapes[name]))
-        masks.setdefault(relative, {})[key] = np.unpackbits(bits)[:size].reshape(shapes[name]).astype(np.float32)
+        unpacked.setdefault(relative, {})[key] = np.unpackbits(bits)[:size].reshape(shapes[name]).astype(np.float32)
     for metrics in sorted(out.rglob(results.METRICS)):
         relative = metrics.parent.relative_to(out)
-        own = masks.get(relative.as_posix(), {})
-        imp = masks.get(relative.name, {})  # a control round's IMP round has the same folder name
+        own = unpacked.get(relative.as_posix(), {})
+        imp = unpacked.get(relative.name, {})  # a control round's IMP round has the same folder name
         atomic.write_npz(results.mask_path(out / relative), {**imp, **own} if own or imp else {})
 
 
@@ -114,14 +118,14 @@ def pack_study(study_dir, out):
         pack(point, packed)
 
 
-def unpack_study(pack_dir, out):
-    """Writes the study folder a study pack describes into `out`."""
+def unpack_study(pack_dir, out, masks=True):
+    """Writes the study folder a study pack describes into `out` (without `masks`: see unpack)."""
     pack_dir, out = pathlib.Path(pack_dir), pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for path in (folder.spec_path(pack_dir), folder.study_path(pack_dir)):
         shutil.copyfile(path, out / path.name)
     for point in sorted(p for p in pack_dir.iterdir() if p.is_dir()):
-        unpack(point, out / point.name)
+        unpack(point, out / point.name, masks)
 
 
 def _is_study(directory):
