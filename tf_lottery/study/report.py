@@ -153,7 +153,7 @@ def _rounds_table(rows, what):
                      + f" | {parts[0].estimate.n} |")
     methods = sorted({row.estimate.method for column in rows.values() for row in column})
     count = len(next(iter(rows.values()), []))
-    lines += ["", f"{count} rounds compared per column; method: {', '.join(methods) or 'none'}."]
+    lines += ["", f"{count} round{'' if count == 1 else 's'} compared per column; method: {', '.join(methods) or 'none'}."]
     return "\n".join(lines)
 
 
