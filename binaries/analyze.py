@@ -12,9 +12,10 @@ plots writes figures (PNG and SVG) into DIR/plots/, DIR/report.md and the
 TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
 (means and min-max bands). lmc and rewind_search write JSON into DIR/analysis/.
 study writes DIR/report.md and DIR/plots/ of a study folder (binaries.study):
-its points grouped by the grid's axes, statistics across seeds, bootstrap
-intervals of differences, and with --claims a paper's claims beside ours
-with verdicts. taxonomy writes DIR/analysis/taxonomy.md and
+its points grouped by the grid's axes, statistics across seeds (the seed the
+unit, paired t intervals of differences, Holm's marks per table), and with
+--claims a paper's claims beside ours with verdicts by the rule of each
+claim's kind. taxonomy writes DIR/analysis/taxonomy.md and
 DIR/plots/taxonomy_accuracy.png: every IMP branch and control of the
 folders at a few sizes, with the iterations and seconds finding each ticket
 cost.

@@ -1,5 +1,5 @@
 """Studies without Ray: grid parsing and checks, point folders, the refusal of a changed study, replicates,
-the bootstrap and the study report on hand-written result folders."""
+the intervals and the study report on hand-written result folders."""
 
 import json
 import pathlib

@@ -10,7 +10,10 @@
   execution.py   Ray: local or cluster, the shared-storage check, one task per point, retries, signals
   progress.py    the live progress line
   runner.py      prepare (checks) then execute (Ray); run = both; replicates (--replicates=N)
-  statistics.py  groups over the axes, per-round mean / std / min-max / n, bootstrap intervals
+  statistics.py  groups over the axes, per-round statistics over seeds, differences paired by seed
+  inference.py   intervals and tests on per-seed numbers: paired t, log ratios, Welch, Fieller,
+                 TOST, Holm
+  claims.py      a paper's claims against a study, each judged by the rule of its kind
   report.py      report.md and figures of a study folder (`analyze study`)
 
 Attributes load on first use: `tf_lottery.study.grid` works without Ray installed.
@@ -24,7 +27,8 @@ RAY_ADVICE = ("studies run on Ray, which is not installed; install it with "
 _EXPORTS = {name: f"tf_lottery.study.{module}" for name, module in (
     ("run", "runner"), ("prepare", "runner"), ("execute", "runner"), ("Outcome", "runner"),
     ("make_report", "report"), ("parse_grid", "grid"), ("plan", "grid"), ("read_study", "folder"))}
-_SUBMODULES = ("execution", "folder", "grid", "progress", "report", "runner", "statistics")
+_SUBMODULES = ("claims", "execution", "folder", "grid", "inference", "progress", "report", "runner",
+               "statistics")
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
 __getattr__, __dir__ = lazy.attributes(__name__, _EXPORTS, _SUBMODULES)
