@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery import analysis, atomic, connectivity, experiment, export, plots, results, tensorboard, training
-from tf_lottery.config import ConfigError
+from tf_lottery import analysis, atomic, connectivity, experiment, export, imp, plots, results, tensorboard, training
+from tf_lottery.config import RESETS, ConfigError
 from tf_lottery.results import analyses
 
 from conftest import tiny_model, tiny_training
@@ -138,6 +138,26 @@ def test_lmc_binary(experiment_dir):
                               "--data_seed=3,3")
     assert old_spelling.returncode == 2
     assert "--data_seeds: must be two different seeds, got 3 twice" in old_spelling.stderr
+
+
+def test_the_start_of_lmc_is_the_reset_point_that_each_reset_kind_captures(experiment_dir):
+    # Every kind captures the reset point at iteration 0; only rewind captures it again at k (a hook).
+    base = tfl.ExperimentConfig.from_flat(dataset="mnist_small", train_steps=40, rounds=2, jit_compile=False)
+    context = types.SimpleNamespace(reset_point=types.SimpleNamespace(capture=None))
+    names = {}
+    for reset in RESETS:
+        config = base.replace(reset=reset, rewind_step=0 if reset == "init" else 20)
+        captured = max(imp.ImpBranch(context, reset, config.lottery.rewind_step).hooks(0), default=0)
+        names[reset] = connectivity.reset_point_name(config)
+        assert names[reset] == f"theta_{captured}", reset
+    assert names == {"init": "theta_0", "rewind": "theta_20", "lr_rewind": "theta_0", "finetune": "theta_0"}
+    # lmc of an lr_rewind experiment trains the mask from its reset point, theta_0, and says so.
+    prepared = experiment.load_experiment(experiment_dir)
+    lr_rewind = dataclasses.replace(prepared, config=prepared.config.replace(reset="lr_rewind",
+                                                                             rewind_step=20))
+    record = connectivity.lmc(lr_rewind, 1, data_seeds=(3, 4), points=3)
+    assert record["start"] == "theta_0"
+    assert json.loads(analyses.lmc_path(experiment_dir, 1).read_text())["start"] == "theta_0"
 
 
 def test_rewind_search_binary_and_its_cache(experiment_dir, monkeypatch):

@@ -112,18 +112,25 @@ def check_round(prepared, round_index):
 
 
 def reset_point_name(config):
-    """'theta_0', or 'theta_k' for a rewind experiment."""
+    """The experiment's reset point: 'theta_k' for --reset=rewind, 'theta_0' for every other reset.
+
+    Only rewind captures theta_k (imp.ImpBranch's hook at rewind_step); init,
+    lr_rewind and finetune keep the theta_0 captured when round 0 starts
+    (lr_rewind and finetune rounds start from trained weights, not from it).
+    """
     lottery = config.lottery
-    return "theta_0" if lottery.reset == "init" else f"theta_{lottery.rewind_step}"
+    return f"theta_{lottery.rewind_step}" if lottery.reset == "rewind" else "theta_0"
 
 
 def lmc(prepared, round_index, data_seeds=(1, 2), points=30):
     """Linear mode connectivity of round `round_index`'s subnetwork trained from its reset point.
 
-    The round's masks, weights reset to the experiment's reset point (theta_0,
-    or theta_k when rewinding, normalisation statistics included), two copies
-    trained with data seeds `data_seeds`; the record (see tf_lottery.analysis)
-    is also written to analysis/lmc_round_XX.json.
+    The round's masks, weights reset to the experiment's reset point
+    (reset_point_name: theta_k with --reset=rewind, theta_0 otherwise, also for
+    lr_rewind and finetune, whose rounds start from trained weights;
+    normalisation statistics included), two copies trained with data seeds
+    `data_seeds`; the record (see tf_lottery.analysis), whose 'start' names
+    that point, is also written to analysis/lmc_round_XX.json.
     """
     seeds = [int(s) for s in data_seeds]
     record = check_round(prepared, round_index)
@@ -140,13 +147,13 @@ def lmc(prepared, round_index, data_seeds=(1, 2), points=30):
 def initial_model(prepared):
     """The experiment's wrapped model with round 0's masks and its weights at theta_0.
 
-    theta_0 comes from the experiment's own reset point when it resets to
-    theta_0; a rewind experiment's reset point is theta_k, so its theta_0 is
-    rebuilt from the seeded initialiser.
+    theta_0 comes from the experiment's own reset point when that is theta_0
+    (every reset but rewind); a rewind experiment's reset point is theta_k, so
+    its theta_0 is rebuilt from the seeded initialiser.
     """
     config, splits = prepared.config, prepared.splits
     model = experiment.restore_round(prepared, 0)
-    if config.lottery.reset == "init":
+    if reset_point_name(config) == "theta_0":
         checkpoints.ResetPoint(model, prepared.directory).restore()
         return model
     fresh = model_ops.wrap(models.build(config.model.name, input_shape=splits.input_shape,
