@@ -155,6 +155,107 @@ def test_block_structure_global_scope_and_dense_layers():
         1 - (masks["fc1/kernel"].sum() + masks["fc2/kernel"].sum()) / (12 * 16 + 16 * 12))
 
 
+class MaskLog(keras.callbacks.Callback):
+    """The masks at each batch boundary and when training ends (after the callbacks listed before it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = {}
+        self.final = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.steps[int(self.model.optimizer.iterations.numpy())] = tfl.get_masks(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps[f"raw after epoch {epoch}"] = tfl.raw_weights(self.model)
+
+    def on_train_end(self, logs=None):
+        self.final = tfl.get_masks(self.model)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops a fit with an error when the step counter reaches `step`."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise RuntimeError("interrupted")
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[key], b[key]) for key in a)
+
+
+def test_early_stopping_that_restores_its_best_epoch_keeps_the_masks(caplog):
+    # Epoch 0 is the best by a score that only gets worse, and it is dense: pruning starts at step 6.
+    x, y = _data(80)  # 5 steps an epoch
+    score = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update(score=-epoch))
+    stop = keras.callbacks.EarlyStopping(monitor="score", mode="max", patience=2, restore_best_weights=True)
+    callback, log = PruneDuringFit(schedules.ConstantSparsity(0.95, begin_step=6, frequency=100)), MaskLog()
+    model = _compile(tfl.wrap(_mlp()))
+    with caplog.at_level("WARNING"):
+        model.fit(x, y, batch_size=16, epochs=10, shuffle=False, verbose=0,
+                  callbacks=[log, score, stop, callback])
+
+    assert stop.stopped_epoch == 2 and stop.best_epoch == 0
+    assert all(mask.all() for mask in log.steps[5].values())  # the best epoch's masks: dense
+    masks = tfl.get_masks(model)
+    assert _equal(masks, log.final)  # the masks of the end of training, on the best epoch's weights
+    for key, mask in masks.items():
+        assert mask.sum() == _kept(mask.size, 0.95), key
+    assert _equal(tfl.raw_weights(model), log.steps["raw after epoch 0"])
+    total = sum(mask.size for mask in masks.values())
+    assert callback.sparsity == pytest.approx(1 - sum(mask.sum() for mask in masks.values()) / total)
+    assert any("PruneDuringFit: at step 15 a callback restored masks of sparsity 0" in r.getMessage()
+               and "applied again" in r.getMessage() for r in caplog.records)
+
+
+def test_early_stopping_that_restores_weights_after_prune_during_fit_is_refused():
+    schedule = schedules.ConstantSparsity(0.5, begin_step=1, frequency=100)
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)
+    model = _compile(tfl.wrap(_mlp()))
+    with pytest.raises(ValueError) as error:
+        model.fit(*_data(32), batch_size=16, verbose=0, callbacks=[PruneDuringFit(schedule), stop])
+    assert str(error.value) == (
+        "PruneDuringFit: list it after EarlyStopping(restore_best_weights=True) in callbacks: that "
+        "callback restores the best epoch's weights, masks included, when training ends, after "
+        "PruneDuringFit's last look at them; listed after it, PruneDuringFit applies its masks to the "
+        "restored weights again")
+    assert int(model.optimizer.iterations.numpy()) == 0  # refused before training
+    keep = keras.callbacks.EarlyStopping(monitor="loss", patience=1)  # restores nothing: any order
+    model.fit(*_data(32), batch_size=16, verbose=0, callbacks=[PruneDuringFit(schedule), keep])
+
+
+@pytest.mark.parametrize("backup_first", [True, False])
+def test_a_fit_resumed_by_backup_and_restore_has_the_masks_of_an_uninterrupted_one(tmp_path, backup_first):
+    x, y = _data(80)  # 5 steps an epoch, a backup after each
+    schedule = schedules.PolynomialDecay(0.0, 0.9, begin_step=1, end_step=28, frequency=3)
+
+    def fit(model, callback, backup_dir, *more):
+        backup, log = keras.callbacks.BackupAndRestore(str(backup_dir)), MaskLog()
+        first = [backup, callback] if backup_first else [callback, backup]
+        model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0, callbacks=[*first, log, *more])
+        return log
+
+    reference = PruneDuringFit(schedule)
+    whole = fit(_compile(tfl.wrap(_mlp())), reference, tmp_path / "whole")
+    model, callback = _compile(tfl.wrap(_mlp())), PruneDuringFit(schedule)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(model, callback, tmp_path / "resumed", Interrupt(17))
+    resumed = fit(model, callback, tmp_path / "resumed")  # from the backup after epoch 3: step 16 on
+
+    assert min(k for k in resumed.steps if isinstance(k, int)) == 15
+    for iteration, masks in resumed.steps.items():
+        assert _equal(masks, whole.steps[iteration]), iteration
+    assert callback.updates == reference.updates
+    assert [u.step for u in callback.updates] == list(range(1, 29, 3))
+    assert callback.sparsity == reference.sparsity
+    assert _equal(tfl.get_masks(model), whole.final)
+
+
 def test_rewind_snapshot_is_the_weights_after_k_steps():
     base = _mlp(seed=3)
     x, y = _data(192)

@@ -7,6 +7,7 @@
 
 import collections
 import dataclasses
+import inspect
 
 import keras
 import numpy as np
@@ -40,6 +41,29 @@ def _check_wrapped(model):
         name = getattr(model, "name", type(model).__name__)
         raise ValueError(f"model '{name}' has no LotteryWrapper; call model = tfl.wrap(model) "
                          "first and compile and fit the wrapped model")
+
+
+def _listed_after(callback):
+    """The callbacks listed after `callback` in the fit that is setting it up ([] when not known).
+
+    Keras gives a callback no handle on the others of its fit: the
+    keras.callbacks.CallbackList that runs them calls each one's set_model in
+    turn, so it is looked for among the callers of set_model.
+    """
+    frame = inspect.currentframe()
+    try:
+        for _ in range(8):
+            frame = frame.f_back
+            if frame is None:
+                return []
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList):
+                listed = list(owner.callbacks)
+                here = next((i for i, c in enumerate(listed) if c is callback), None)
+                return [] if here is None else listed[here + 1:]
+        return []
+    finally:
+        del frame
 
 
 def _pruning_config(config, overrides):
@@ -88,6 +112,20 @@ class PruneDuringFit(keras.callbacks.Callback):
     progress bar, History and callbacks listed after this one (TensorBoard)
     see it.
 
+    Masks never grow back, also under callbacks that restore weights (the
+    masks are weights too). When training begins and ends, when an epoch
+    begins and before each mask update, the callback compares the masks with
+    the ones it last applied. If pruned positions came back while the step
+    counter did not go back (EarlyStopping(restore_best_weights=True), or any
+    restore of earlier weights), its masks are applied to the restored
+    weights again, with a warning. If the step counter went back with them
+    (BackupAndRestore resuming an interrupted fit), the restored masks are
+    those of that step: updates after it are dropped and the schedule
+    resumes there, as in an uninterrupted fit. EarlyStopping with
+    restore_best_weights=True restores when training ends, so it must be
+    listed before this callback (a ValueError otherwise); BackupAndRestore
+    may be listed anywhere.
+
     Args:
         schedule: a tfmot.sparsity.keras.PruningSchedule (PolynomialDecay,
             ConstantSparsity or a subclass), called on the step counter.
@@ -126,6 +164,8 @@ class PruneDuringFit(keras.callbacks.Callback):
         self._keys = []
         self._structures = {}
         self._checked = None
+        self._masks = None  # the pruned tensors' masks as last applied (or found), and
+        self._seen = 0      # the largest step counter seen since
 
     def set_model(self, model):
         """Checks that `model` is wrapped and that `dense_layers` name its layers."""
@@ -144,16 +184,28 @@ class PruneDuringFit(keras.callbacks.Callback):
                              "so there is nothing to prune")
         structures = self.config.structures(keys, model_ops.output_key(model))
         self._structures = {key: structures[key] for key in self._keys}
+        restoring = [c for c in _listed_after(self) if isinstance(c, keras.callbacks.EarlyStopping)
+                     and c.restore_best_weights]
+        if restoring:
+            raise ValueError("PruneDuringFit: list it after EarlyStopping(restore_best_weights=True) in "
+                             "callbacks: that callback restores the best epoch's weights, masks "
+                             "included, when training ends, after PruneDuringFit's last look at them; "
+                             "listed after it, PruneDuringFit applies its masks to the restored weights "
+                             "again")
         super().set_model(model)
 
     def on_train_begin(self, logs=None):
+        self._keep_masks()
         step = _iterations(self.model) + 1
         if self._checked is None or self._checked >= step:
             self._checked = step - 1
-        self.sparsity = self._mask_sparsity(model_ops.get_masks(self.model))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._keep_masks()
 
     def on_train_batch_begin(self, batch, logs=None):
         iteration = _iterations(self.model)
+        self._seen = max(self._seen, iteration)
         latest = self._latest_pruning_step(iteration + 1)
         if latest is not None:
             self._prune(iteration, *latest)
@@ -166,6 +218,7 @@ class PruneDuringFit(keras.callbacks.Callback):
         self._log(logs)
 
     def on_train_end(self, logs=None):
+        self._keep_masks()
         iteration = _iterations(self.model)
         latest = self._latest_pruning_step(iteration)
         applied = self.updates[-1].sparsity if self.updates else 0.0
@@ -184,9 +237,36 @@ class PruneDuringFit(keras.callbacks.Callback):
                 return step, float(sparsity)
         return None
 
+    def _keep_masks(self):
+        """The model's masks, after making sure that no pruned position came back (see the class doc)."""
+        masks = model_ops.get_masks(self.model)
+        iteration = _iterations(self.model)
+        mine = {key: masks[key] for key in self._keys}
+        went_back = iteration < self._seen
+        if went_back and self._checked is not None:
+            self._checked = min(self._checked, iteration)
+        if self._masks is not None and any(((mine[k] > 0) & (self._masks[k] == 0)).any() for k in self._keys):
+            if went_back:  # the step counter went back with the weights: a resumed backup
+                self.updates = [u for u in self.updates if u.iteration < iteration]
+                logging.info("PruneDuringFit: weights, masks and step counter were restored to step %d; "
+                             "the schedule resumes there", iteration)
+            else:
+                restored = self._mask_sparsity(mine)
+                mine = {key: mine[key] * self._masks[key] for key in self._keys}
+                model_ops.set_masks(self.model, mine, strict=False)
+                masks.update(mine)
+                logging.warning("PruneDuringFit: at step %d a callback restored masks of sparsity %.4g "
+                                "(EarlyStopping(restore_best_weights=True) or another restore of earlier "
+                                "weights); the masks of sparsity %.4g are applied again, to the restored "
+                                "weights", iteration, restored, self._mask_sparsity(mine))
+        self._masks = mine
+        self._seen = iteration
+        self.sparsity = self._mask_sparsity(mine)
+        return masks
+
     def _prune(self, iteration, step, sparsity):
         config = self.config
-        masks = model_ops.get_masks(self.model)
+        masks = self._keep_masks()
         weights = model_ops.effective_weights(self.model)
         densities = {key: 1.0 - sparsity for key in self._keys}
         distribution = getattr(pruning.SCOPES.get(config.scope), "distribution", None)
@@ -198,6 +278,7 @@ class PruneDuringFit(keras.callbacks.Callback):
             n_of_m=config.n_of_m, seed=config.seed + step, **config.structure_options())
         new = {key: np.asarray(new[key]) for key in self._keys}
         model_ops.set_masks(self.model, new, strict=False)
+        self._masks = new
         self.sparsity = self._mask_sparsity(new)
         self.updates.append(PruningUpdate(iteration, step, sparsity))
 
