@@ -64,3 +64,39 @@ def test_a_study_packs_each_finished_point_and_unpacks_to_a_study_the_report_rea
     for field in statistics.FIELDS:
         assert (statistics.round_stats(back.groups[0], field)
                 == statistics.round_stats(original.groups[0], field))
+
+
+def test_a_study_packed_without_masks_holds_no_mask_and_unpacks_to_a_study_the_report_reads(splits, tmp_path):
+    from tf_lottery.config import ExperimentConfig
+    from tf_lottery.study import folder, grid, statistics
+
+    base = ExperimentConfig.from_flat(dataset="mnist_small", rounds=1, train_steps=20)
+    plan = grid.plan(base, ["seed=0,1"], tmp_path / "study")
+    study = folder.Study(plan)
+    study.write_spec()
+    for point in plan.points:
+        training.configure_runtime(point.values["seed"])
+        imp.run_rounds(tfl.wrap(tiny_model()), splits, rounds=1, experiment_dir=point.directory,
+                       training_config=tiny_training(train_steps=20), pruning_config=tfl.PruningConfig())
+        results.write_config(point.directory, point.config)
+        study.update(point.index, state="finished")
+    assert pack_results.main(["pack", "--without_masks", str(tmp_path / "study"), str(tmp_path / "pack")]) == 0
+    assert not list((tmp_path / "pack").rglob(pack_results.MASKS))
+    assert not list((tmp_path / "pack").rglob("mask_shapes.json"))
+    assert len(list((tmp_path / "pack").rglob(pack_results.CURVES))) == 2
+    assert pack_results.main(["unpack", str(tmp_path / "pack"), str(tmp_path / "back")]) == 0
+    assert not list((tmp_path / "back").rglob(results.MASK))
+    original, back = statistics.load(tmp_path / "study"), statistics.load(tmp_path / "back")
+    for field in statistics.FIELDS:
+        assert (statistics.round_stats(back.groups[0], field)
+                == statistics.round_stats(original.groups[0], field))
+
+
+def test_a_wrong_command_line_is_one_line_naming_the_option_and_exits_2(tmp_path, capsys):
+    assert pack_results.main(["pack", "--no_masks", str(tmp_path), str(tmp_path / "pack")]) == 2
+    assert capsys.readouterr().err == (
+        "pack_results.py: unknown option --no_masks (pack takes --without_masks)\n")
+    assert pack_results.main(["unpack", "--without_masks", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        "pack_results.py: unknown option --without_masks (pack takes --without_masks)\n")
+    assert not (tmp_path / "pack").exists() and not (tmp_path / "out").exists()

@@ -1,6 +1,6 @@
 """Packs a finished experiment's small results for the repository, and unpacks them into a folder.
 
-  python tools/pack_results.py pack EXPERIMENT_DIR docs/results/data/NAME
+  python tools/pack_results.py pack [--without_masks] EXPERIMENT_DIR docs/results/data/NAME
   python tools/pack_results.py unpack docs/results/data/NAME OUT_DIR   # then analyze plots OUT_DIR
 
 A study folder (binaries.study) packs the same way: its study_config.json and
@@ -15,6 +15,11 @@ A pack holds config.json, summary.json, launches.json, every finished round's me
 is IMP's is not stored twice); no checkpoints. Unpacking writes the folder
 layout back, with each round's curve.json and mask.npz, so plots and reports
 can be rebuilt from the repository.
+
+`--without_masks` leaves the masks out (no masks.npz, no mask_shapes.json): the
+records and curves are all `analyze study`, `analyze plots`' accuracy figures and
+tools/pages.py read, and a study of many points' masks is megabytes. Unpacked, such
+a pack has no mask.npz, so nothing that reads the masks (their figures and analyses) runs on it.
 """
 
 import gzip
@@ -41,8 +46,9 @@ def _round_dirs(experiment_dir):
     return [d for d in dirs if results.is_finished(d)]
 
 
-def pack(experiment_dir, out):
-    """Writes the pack of `experiment_dir` into `out` (replaced if it exists)."""
+def pack(experiment_dir, out, masks=True):
+    """Writes the pack of `experiment_dir` into `out` (replaced if it exists); without `masks`,
+    its records and curves only."""
     experiment_dir, out = pathlib.Path(experiment_dir), pathlib.Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -60,18 +66,21 @@ def pack(experiment_dir, out):
             shutil.copyfile(results.search_path(directory), out / relative / results.SEARCH)
         if results.curve_path(directory).is_file():
             curves[relative.as_posix()] = json.loads(results.curve_path(directory).read_text())
-        masks = atomic.read_npz(results.mask_path(directory))
+        if not masks:
+            continue
+        round_masks = atomic.read_npz(results.mask_path(directory))
         if len(relative.parts) == 1:
-            imp_masks[relative.name] = masks
-        for key, mask in masks.items():
+            imp_masks[relative.name] = round_masks
+        for key, mask in round_masks.items():
             same = imp_masks.get(relative.name, {}).get(key)
             if len(relative.parts) > 1 and same is not None and np.array_equal(same, mask):
                 continue  # a control trained on IMP's own mask
             name = f"{relative.as_posix()}|{key}"
             packed[name] = np.packbits(mask.astype(bool).ravel())
             shapes[name] = list(mask.shape)
-    atomic.write_npz(out / MASKS, packed)
-    atomic.write_json(out / "mask_shapes.json", shapes)
+    if masks:
+        atomic.write_npz(out / MASKS, packed)
+        atomic.write_json(out / "mask_shapes.json", shapes)
     with gzip.open(out / CURVES, "wt") as f:
         json.dump(curves, f)
 
@@ -101,8 +110,9 @@ def unpack(pack_dir, out, masks=True):
         atomic.write_npz(results.mask_path(out / relative), {**imp, **own} if own or imp else {})
 
 
-def pack_study(study_dir, out):
-    """Packs a study folder into `out`: its two study files and every finished point's pack."""
+def pack_study(study_dir, out, masks=True):
+    """Packs a study folder into `out`: its two study files and every finished point's pack
+    (without `masks`: see pack)."""
     study_dir, out = pathlib.Path(study_dir), pathlib.Path(out)
     _, study = folder.read_study(study_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +125,7 @@ def pack_study(study_dir, out):
         if (results.summary_path(packed).is_file()
                 and results.read_summary(packed) == results.read_summary(point)):
             continue
-        pack(point, packed)
+        pack(point, packed, masks)
 
 
 def unpack_study(pack_dir, out, masks=True):
@@ -132,11 +142,25 @@ def _is_study(directory):
     return folder.spec_path(directory).is_file()
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("pack", "unpack"):
-        sys.exit(__doc__)
-    source, target = sys.argv[2], sys.argv[3]
-    if sys.argv[1] == "pack":
-        (pack_study if _is_study(source) else pack)(source, target)
+def main(argv):
+    """The command line (without the program's name); returns the exit status."""
+    options = [a for a in argv if a.startswith("--")]
+    words = [a for a in argv if not a.startswith("--")]
+    if len(words) != 3 or words[0] not in ("pack", "unpack"):
+        print(__doc__.strip().splitlines()[0], "\nusage: python tools/pack_results.py "
+              "pack [--without_masks] DIR OUT | unpack PACK OUT", file=sys.stderr)
+        return 2
+    for option in options:
+        if option != "--without_masks" or words[0] != "pack":
+            print(f"pack_results.py: unknown option {option} (pack takes --without_masks)", file=sys.stderr)
+            return 2
+    command, source, target = words
+    if command == "pack":
+        (pack_study if _is_study(source) else pack)(source, target, masks=not options)
     else:
         (unpack_study if _is_study(source) else unpack)(source, target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
