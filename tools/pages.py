@@ -13,7 +13,9 @@ The source is one of
   study=PACK [claims=SET] section=TITLE        a section of `analyze study`'s report.md of the pack
   experiment=PACK section=TITLE                a section of `analyze plots`' report.md of the pack
   taxonomy=PACK,PACK,... [sizes=21.1,5.5,1.4]  the table of `analyze taxonomy` over those packs
-  table=NAME [study=PACK ...]                  a table of this module's TABLES (below)
+  table=NAME [study=PACK ...] [experiment=PACK ...]
+                                               a table of this module's TABLES (below; the
+                                               tables of tools/page_tables.py too)
 where PACK is a folder under docs/results/data/ (unpacked with tools/pack_results.py) and a
 section is everything under its heading down to the next heading of the same or a higher level.
 A line `<!-- figures: study=PACK to=FOLDER -->` (no end mark) makes `write` copy the pack's study
@@ -36,6 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 import pack_results  # noqa: E402
+import page_tables  # noqa: E402
 
 from tf_lottery import report as experiment_report  # noqa: E402
 from tf_lottery import taxonomy  # noqa: E402
@@ -193,7 +196,7 @@ def reinit_wins_table(sources, packs):
 
 
 TABLES = {"verdicts": verdicts_table, "beside": beside_table, "baseline": baseline_table,
-          "reinit_wins": reinit_wins_table}
+          "reinit_wins": reinit_wins_table, **page_tables.TABLES}
 
 
 def _parse(spec):
@@ -210,7 +213,7 @@ def render(spec, sources):
     args = _parse(spec)
     one = {key: values[0] for key, values in args.items()}
     if "table" in one:
-        return TABLES[one["table"]](sources, args.get("study", []))
+        return TABLES[one["table"]](sources, args.get("study", []) + args.get("experiment", []))
     if "taxonomy" in one:
         sizes = tuple(float(s) for s in one.get("sizes", "21.1,5.5,1.4").split(","))
         found = taxonomy.methods([sources.folder(p) for p in one["taxonomy"].split(",")])
