@@ -20,8 +20,9 @@ DIR/plots/taxonomy_accuracy.png: every IMP branch and control of the
 folders at a few sizes, with the iterations and seconds finding each ticket
 cost.
 
-This binary parses and checks its flags (before TensorFlow is imported),
-chooses the masks to compare and formats the results as text; the work is
+This binary parses and checks its flags (before TensorFlow is imported; a
+flag that the command does not use is refused), chooses the masks to compare
+and formats the results as text; the work is
 in tf_lottery.analysis (arithmetic), tf_lottery.connectivity (training),
 tf_lottery.report (figures and report) and tf_lottery.study.report (studies).
 """
@@ -33,13 +34,17 @@ from absl import flags
 
 from binaries import cli
 from tf_lottery import analysis
+from tf_lottery import bounds
 from tf_lottery import connectivity
 from tf_lottery import experiment
+from tf_lottery import plots as plots_lib
 from tf_lottery import report
 from tf_lottery import results
 from tf_lottery import taxonomy
 from tf_lottery.results import analyses
 from tf_lottery.settings import ConfigError
+from tf_lottery.study import claims as claims_lib
+from tf_lottery.study import folder
 from tf_lottery.study import report as study_report
 
 flags.DEFINE_multi_string("experiment_dir", [], "A folder written by binaries.lottery; repeat the flag "
@@ -67,11 +72,32 @@ flags.DEFINE_string("claims", None, "study: a paper's claims to check against ea
                     "(lth_lenet: Frankle & Carbin's LeNet-300-100 claims).")
 FLAGS = flags.FLAGS
 
+# The flags each command reads; any other flag of this binary given with it is refused.
+COMMAND_FLAGS = {
+    "plots": ("experiment_dir", "rounds_to_plot"),
+    "lmc": ("experiment_dir", "data_dir", "round", "data_seeds", "points"),
+    "rewind_search": ("experiment_dir", "data_dir", "round", "data_seeds", "points", "candidates",
+                      "threshold"),
+    "overlap": ("experiment_dir", "round", "round_b", "mask_a", "mask_b"),
+    "study": ("study_dir", "claims"),
+    "taxonomy": ("experiment_dir", "sizes"),
+}
+MAX_POINTS = 1001  # points on a line: steps of alpha down to 0.001
+
 
 # Flag values.
 
-def int_list(values, field, count=None):
-    """Integers >= 0 from a list of strings (a comma-separated flag); ConfigError naming `field`."""
+def check_command_flags(command, given):
+    """ConfigError naming the first flag in `given` (the flags set on the command line) that
+    `command` does not read."""
+    for name in sorted(set(given) - set(COMMAND_FLAGS[command])):
+        users = [c for c, names in COMMAND_FLAGS.items() if name in names]
+        raise ConfigError(name, f"does not apply to {command} (only to {', '.join(users)})")
+
+
+def int_list(values, field, count=None, most=None):
+    """Integers >= 0 (and <= `most`) from a list of strings (a comma-separated flag); ConfigError naming
+    `field`."""
     given = ",".join(map(str, values))
     try:
         numbers = [int(str(v).strip()) for v in values]
@@ -79,6 +105,8 @@ def int_list(values, field, count=None):
         raise ConfigError(field, f"must be comma-separated integers, got {given}") from None
     if not numbers or any(n < 0 for n in numbers):
         raise ConfigError(field, f"must be integers >= 0, got {given}")
+    if most is not None and max(numbers) > most:
+        raise ConfigError(field, f"must be integers up to {most:,}, got {given}")
     if count is not None and len(numbers) != count:
         raise ConfigError(field, f"must be {count} integers, got {given}")
     return numbers
@@ -86,12 +114,64 @@ def int_list(values, field, count=None):
 
 def lmc_options(data_seeds, points):
     """The two data seeds as ints, checked with the number of points; ConfigError naming the flag."""
-    seeds = int_list(data_seeds, "data_seeds", count=2)
+    seeds = int_list(data_seeds, "data_seeds", count=2, most=bounds.MAX_SEED)
     if seeds[0] == seeds[1]:
         raise ConfigError("data_seeds", f"must be two different seeds, got {seeds[0]} twice")
     if points < 3:
         raise ConfigError("points", f"must be >= 3 (the two end points and one between), got {points}")
+    if points > MAX_POINTS:
+        raise ConfigError("points", f"must be at most {MAX_POINTS:,} (steps of 0.001 along the line), "
+                                    f"got {points}")
     return seeds
+
+
+def rewind_options(prepared, candidates, threshold):
+    """The candidate iterations as ints, inside round 0's training, and the threshold; ConfigError."""
+    steps = prepared.config.training.train_steps
+    iterations = int_list(candidates, "candidates")
+    if max(iterations) > steps:
+        raise ConfigError("candidates", f"must be iterations in [0, train_steps={steps}], "
+                                        f"got {','.join(map(str, candidates))}")
+    if not 0 < threshold <= 1:  # instability is a difference of error rates
+        raise ConfigError("threshold", f"must be in (0, 1] (a difference of error rates), got {threshold}")
+    return iterations
+
+
+def experiment_folders(directories):
+    """The experiment folders of --experiment_dir (replicates of seed_* folders for theirs), each once."""
+    found = plots_lib.experiment_dirs(directories)
+    seen = {}
+    for directory in found:
+        key = pathlib.Path(directory).resolve()
+        if key in seen:
+            raise ConfigError("experiment_dir", f"{directory} is given twice (as {seen[key]})")
+        seen[key] = directory
+    return found
+
+
+def plotted_rounds(directories, rounds):
+    """--rounds_to_plot as ints, each a round of every folder's summary (None: the default choice)."""
+    if not rounds:
+        return None
+    numbers = int_list(rounds, "rounds_to_plot")
+    for directory in directories:
+        have = {r["round"] for r in results.read_summary(directory)["rounds"]}
+        missing = [n for n in numbers if n not in have]
+        if missing:
+            raise ConfigError("rounds_to_plot", f"round {missing[0]} is not a round of {directory} "
+                                                f"({', '.join(map(str, sorted(have))) or 'none yet'})")
+    return numbers
+
+
+def taxonomy_sizes(sizes):
+    """--sizes as floats, percentages in (0, 100]."""
+    try:
+        numbers = [float(s) for s in sizes]
+    except ValueError:
+        raise ConfigError("sizes", f"must be percentages like 21.1,5.5, got {','.join(sizes)}") from None
+    if not numbers or not all(0 < s <= 100 for s in numbers):  # NaN fails too
+        raise ConfigError("sizes", f"must be percentages in (0, 100], got {','.join(sizes)}")
+    return numbers
 
 
 def _mask_file(path, field):
@@ -103,7 +183,7 @@ def _mask_file(path, field):
 
 def overlap_masks(mask_a=None, mask_b=None, experiment_dirs=(), round_index=None, round_b=None):
     """[(path, masks)] of the two masks to compare: --mask_a/--mask_b, or finished rounds of folders."""
-    if mask_a or mask_b:
+    if mask_a is not None or mask_b is not None:
         if not (mask_a and mask_b) or experiment_dirs:
             raise ConfigError("mask_a", "give both --mask_a and --mask_b, and no --experiment_dir")
         return [_mask_file(mask_a, "mask_a"), _mask_file(mask_b, "mask_b")]
@@ -117,13 +197,18 @@ def overlap_masks(mask_a=None, mask_b=None, experiment_dirs=(), round_index=None
     return [(results.mask_path(results.round_dir(d, r)), results.round_masks(d, r)) for d, r in rounds]
 
 
+def mask_overlap(path_a, a, path_b, b):
+    """analysis.mask_overlap of two masks; ConfigError naming mask_b if they do not match."""
+    try:
+        return analysis.mask_overlap(a, b)
+    except ValueError as error:
+        raise ConfigError("mask_b", f"{path_b} does not match {path_a}: {error}") from None
+
+
 def overlap(mask_a=None, mask_b=None, experiment_dirs=(), round_index=None, round_b=None):
     """(path_a, path_b, analysis.mask_overlap) of the masks named as in overlap_masks."""
     (path_a, a), (path_b, b) = overlap_masks(mask_a, mask_b, experiment_dirs, round_index, round_b)
-    try:
-        return path_a, path_b, analysis.mask_overlap(a, b)
-    except ValueError as error:
-        raise ConfigError("mask_b", f"{path_b} does not match {path_a}: {error}") from None
+    return path_a, path_b, mask_overlap(path_a, a, path_b, b)
 
 
 # Text output.
@@ -183,14 +268,18 @@ def format_rewind_search(search):
 # Commands.
 
 def _one_experiment():
+    """The one --experiment_dir, loaded for training copies, and --round checked as a finished round."""
     if len(FLAGS.experiment_dir) != 1:
-        cli.fail(f"--experiment_dir: give exactly one folder, got {len(FLAGS.experiment_dir)}")
-    return experiment.load_experiment(FLAGS.experiment_dir[0], FLAGS.data_dir, retrainable=True)
+        raise ConfigError("experiment_dir", f"give exactly one folder, got {len(FLAGS.experiment_dir)}")
+    prepared = experiment.load_experiment(FLAGS.experiment_dir[0], FLAGS.data_dir, retrainable=True)
+    connectivity.check_round(prepared, FLAGS.round)
+    return prepared
 
 
 def plots():
     with cli.usage_errors():
-        rounds = int_list(FLAGS.rounds_to_plot, "rounds_to_plot") if FLAGS.rounds_to_plot else None
+        folders = experiment_folders(FLAGS.experiment_dir)
+        rounds = plotted_rounds(folders, FLAGS.rounds_to_plot)
     path, written = cli.execute(report.make_report, FLAGS.experiment_dir, rounds)
     for plot in written:
         print(f"{plot.png}\n{plot.svg}")
@@ -209,8 +298,8 @@ def lmc():
 def rewind_search():
     with cli.usage_errors():
         seeds = lmc_options(FLAGS.data_seeds, FLAGS.points)
-        candidates = int_list(FLAGS.candidates, "candidates")
         prepared = _one_experiment()
+        candidates = rewind_options(prepared, FLAGS.candidates, FLAGS.threshold)
     search = cli.execute(connectivity.rewind_search, prepared, FLAGS.round, candidates, FLAGS.threshold,
                          seeds, FLAGS.points)
     print(format_rewind_search(search))
@@ -218,14 +307,21 @@ def rewind_search():
 
 
 def overlap_command():
-    path_a, path_b, result = cli.execute(overlap, FLAGS.mask_a, FLAGS.mask_b,
-                                         FLAGS.experiment_dir, FLAGS.round, FLAGS.round_b)
+    with cli.usage_errors():
+        masks = overlap_masks(FLAGS.mask_a, FLAGS.mask_b, FLAGS.experiment_dir, FLAGS.round, FLAGS.round_b)
+    (path_a, a), (path_b, b) = masks
+    result = cli.execute(mask_overlap, path_a, a, path_b, b)
     print(format_overlap(result, path_a, path_b))
 
 
 def study():
-    if not FLAGS.study_dir:
-        cli.fail("--study_dir: is required")
+    with cli.usage_errors():
+        if not FLAGS.study_dir:
+            raise ConfigError("study_dir", "is required")
+        folder.read_study(FLAGS.study_dir)
+        if FLAGS.claims is not None and FLAGS.claims not in claims_lib.CLAIM_SETS:
+            raise ConfigError("claims", f"must be one of {', '.join(claims_lib.CLAIM_SETS.names())}, "
+                                        f"got {FLAGS.claims!r}")
     path, written = cli.execute(study_report.make_report, FLAGS.study_dir, FLAGS.claims)
     for plot in written:
         print(f"{plot.png}\n{plot.svg}")
@@ -233,14 +329,9 @@ def study():
 
 
 def taxonomy_command():
-    if not FLAGS.experiment_dir:
-        cli.fail("--experiment_dir: is required")
-    try:
-        sizes = [float(s) for s in FLAGS.sizes]
-    except ValueError:
-        cli.fail(f"--sizes: must be percentages like 21.1,5.5, got {','.join(FLAGS.sizes)}")
-    if not sizes or not all(0 < s <= 100 for s in sizes):
-        cli.fail(f"--sizes: must be percentages in (0, 100], got {','.join(FLAGS.sizes)}")
+    with cli.usage_errors():
+        experiment_folders(FLAGS.experiment_dir)
+        sizes = taxonomy_sizes(FLAGS.sizes)
     path, plot = cli.execute(taxonomy.write, FLAGS.experiment_dir, sizes)
     print(path.read_text())
     print(f"{plot.png}\n{plot.svg}\ntable: {path}")
@@ -253,6 +344,11 @@ COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         cli.fail(f"expected one command ({', '.join(COMMANDS)}), got {' '.join(argv[1:]) or 'none'}")
+    with cli.usage_errors():
+        check_command_flags(argv[1], [name for names in COMMAND_FLAGS.values() for name in names
+                                      if FLAGS[name].present])
+        if "" in FLAGS.experiment_dir:
+            raise ConfigError("experiment_dir", "must not be empty")
     COMMANDS[argv[1]]()
 
 

@@ -23,6 +23,7 @@ from tf_lottery import flags as setting_flags
 from tf_lottery import study
 from tf_lottery.study import folder
 from tf_lottery.study import grid as grid_lib
+from tf_lottery.study import options
 
 try:
     from tf_lottery.study import runner
@@ -43,8 +44,9 @@ flags.DEFINE_integer("workers", None, "Experiments at a time (default: the cores
 flags.DEFINE_integer("cpus_per_experiment", 1, "CPUs of each experiment (its TensorFlow thread pools).")
 flags.DEFINE_float("gpus_per_experiment", 0, "GPUs of each experiment (fractions share a GPU).")
 flags.DEFINE_string("ray_address", None, "An existing Ray cluster (auto, host:port or ray://host:port); "
-                    "default: a local Ray on this machine. The study folder must be on storage every "
-                    "node sees (checked at start).")
+                    "default: a local Ray on this machine. An address where nothing answers within 10 s is "
+                    "refused before Ray starts. The study folder must be on storage every node sees "
+                    "(checked at start).")
 flags.DEFINE_integer("max_retries", 2, "Retries of a point whose worker died (killed, crashed, out of "
                      "memory, node lost); errors of the experiment itself are not retried.")
 flags.DEFINE_integer("experiments_per_worker", 0, "Points a worker process runs before a fresh one "
@@ -89,6 +91,9 @@ def main(argv):
     with cli.usage_errors():
         base, grid = grid_lib.with_replicates(setting_flags.config_from_flags(), FLAGS.grid)
         plan = runner.prepare(base, grid, FLAGS.study_dir)
+        options.check(len(plan.points), workers=FLAGS.workers, cpus_per_experiment=FLAGS.cpus_per_experiment,
+                      gpus_per_experiment=FLAGS.gpus_per_experiment, ray_address=FLAGS.ray_address,
+                      max_retries=FLAGS.max_retries, experiments_per_worker=FLAGS.experiments_per_worker)
     print(f"study: {plan.study_dir} ({len(plan.points)} points)", flush=True)
     if FLAGS.plan:
         print(format_plan(plan))

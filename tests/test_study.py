@@ -41,7 +41,7 @@ def test_linked_axes_list_values_and_subfolders_for_settings_outside_the_hash(tm
             for p in plan.points] == [("init", 0, (16, 8)), ("init", 0, (8, 4)),
                                       ("rewind", 10, (16, 8)), ("rewind", 10, (8, 4))]
     assert plan.points[2].directory.name.startswith("imp_lenet_mnist_small_rewind10_")
-    by_dir = grid.plan(BASE, ["data_dir=/a,/b", "seed=0,1"], tmp_path)
+    by_dir = grid.plan(BASE.replace(dataset="mnist"), ["data_dir=/a,/b", "seed=0,1"], tmp_path)
     assert [p.directory.relative_to(tmp_path).parts[0] for p in by_dir.points] == [
         "data_dir_0", "data_dir_0", "data_dir_1", "data_dir_1"]
     assert by_dir.points[0].directory.name == by_dir.points[2].directory.name

@@ -10,11 +10,14 @@ import hashlib
 import json
 import pathlib
 
+from tf_lottery import bounds
 from tf_lottery import controls
 from tf_lottery import data
 from tf_lottery import models
 from tf_lottery import pruning
 from tf_lottery import schedules
+from tf_lottery.bounds import (MAX_ITERATIONS, MAX_SEED, MAX_SIZE, at_most, over, positive, unit_interval,
+                               within)
 from tf_lottery.rounds import ON_NAN
 from tf_lottery.settings import ConfigError, Settings, flag_fields, flag_name, setting
 
@@ -28,14 +31,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PROGRAMS = ("imp", "train")  # what a results folder holds: IMP rounds or one dense training
 
 
-def _positive(value):
-    return float(value[:-2]) > 0 if isinstance(value, str) else value > 0
-
-
-def _fraction(low_open, high_open=True):
-    def inside(v):
-        return (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
-    return inside
+def _says(dataset, attribute):
+    """Whether the registered dataset's entry sets `attribute` (reads_image_files, bundled)."""
+    return dataset in data.REGISTRY and bool(getattr(data.REGISTRY.get(dataset), attribute, False))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +57,33 @@ class DataConfig(Settings):
         "training split's pixel moments, as OpenLTH), unit_norm (each image scaled to unit L2 norm, as "
         "the LTH authors' keras.utils.normalize) or unit_range (x/255).", "str",
         choices=tuple(data.INPUT_SCALINGS), later=True)
+    image_max_bytes: int = setting(data.ImageLimits.max_bytes, "Largest image file read (bytes, in a folder "
+                                   "or inflated from a zip).", "int", check=(lambda v: v >= 1, "must be >= 1"),
+                                   result=False)
+    image_max_ratio: float = setting(data.ImageLimits.max_ratio, "Largest compression ratio (inflated / "
+                                     "stored bytes) of an image in a zip.", "float",
+                                     check=(lambda v: v >= 1, "must be >= 1"), result=False)
+    image_max_pixels: int = setting(data.ImageLimits.max_pixels, "Largest height x width an image's header "
+                                    "may give (checked before decoding).", "int",
+                                    check=(lambda v: v >= 1, "must be >= 1"), result=False)
 
     def check(self):
+        changed = [n for n in ("image_max_bytes", "image_max_ratio", "image_max_pixels")
+                   if getattr(self, n) != getattr(data.ImageLimits, n[6:])]
+        if changed and not _says(self.dataset, "reads_image_files"):
+            self.fail(changed[0], f"does not apply to {self.dataset} (only to datasets of image files)")
+        if self.data_dir is not None and _says(self.dataset, "bundled"):
+            self.fail("data_dir", f"does not apply to {self.dataset}, which comes with the package")
         if self.image_size != 224 and not (data.takes_image_size(self.dataset) and self.image_size >= 32):
             takers = [name for name in data.DATASETS if data.takes_image_size(name)]
             self.fail("image_size", f"must be >= 32 and only applies to {', '.join(takers)}")
+        if self.image_size**2 > self.image_max_pixels:
+            self.fail("image_size", f"{self.image_size}x{self.image_size} is more than "
+                                    f"image_max_pixels={self.image_max_pixels:,}")
+
+    def image_limits(self):
+        """The data.ImageLimits that image files are read within."""
+        return data.ImageLimits(self.image_max_bytes, self.image_max_ratio, self.image_max_pixels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +91,14 @@ class ModelConfig(Settings):
     """Which zoo network."""
     name: str = setting("lenet", "Model.", "str", flag="model", choices=models.REGISTRY)
     hidden: tuple = setting((300, 100), "LeNet hidden widths, e.g. 300,100.", "ints",
-                            check=(lambda v: bool(v) and all(w > 0 for w in v),
-                                   "must be positive layer widths"))
+                            check=((lambda v: bool(v) and all(w > 0 for w in v),
+                                    "must be positive layer widths"),
+                                   (lambda v: max(v) <= MAX_SIZE, f"must be at most {MAX_SIZE:,} units")))
     width: float = setting(1.0, "Multiplier of every hidden layer's width (units, filters) of the zoo "
-                           "model.", "float", check=(lambda v: v > 0, "must be > 0"), later=True)
+                           "model.", "float", check=((lambda v: v > 0, "must be > 0"),
+                                                     at_most(bounds.MAX_WIDTH)), later=True)
     dropout: float = setting(0.0, "Dropout rate after each hidden dense layer (lenet, conv2/4/6).",
-                             "float", check=(_fraction(False), "must be in [0, 1)"), later=True)
+                             "float", check=(unit_interval(False), "must be in [0, 1)"), later=True)
 
     def check(self):
         if self.dropout and not models.accepts_dropout(self.name):
@@ -97,35 +119,37 @@ class ModelConfig(Settings):
 class TrainingConfig(Settings):
     """How one network is trained: optimiser, schedule, batch, evaluation and checkpoint cadence."""
     train_steps: int = setting(50000, "Training length per round, in iterations (50000) or epochs "
-                               "(160ep).", "steps", check=(_positive, "must be > 0"))
-    batch_size: int = setting(60, "Training batch size.", "int", check=(lambda v: v > 0, "must be > 0"))
+                               "(160ep).", "steps", check=((positive, "must be > 0"),
+                                                           at_most(MAX_ITERATIONS, " iterations")))
+    batch_size: int = setting(60, "Training batch size (at most the training examples).", "int",
+                              check=over(0, MAX_SIZE))
     optimizer: str = setting("adam", "Optimizer.", "str", choices=OPTIMIZERS)
     learning_rate: float = setting(1.2e-3, "Initial learning rate.", "float",
                                    check=(lambda v: v > 0, "must be > 0"))
-    momentum: float = setting(0.9, "SGD momentum.", "float", check=(_fraction(False), "must be in [0, 1)"))
+    momentum: float = setting(0.9, "SGD momentum.", "float", check=(unit_interval(False), "must be in [0, 1)"))
     nesterov: bool = setting(False, "Nesterov momentum for SGD.", "bool")
     lr_milestones: tuple = setting((), "Iterations (or epochs: 80ep) at which the learning rate drops.",
                                    "steps_list")
     lr_gamma: float = setting(0.1, "Learning-rate factor at each milestone.", "float",
-                              check=(_fraction(True, False), "must be in (0, 1]"))
+                              check=(unit_interval(True, False), "must be in (0, 1]"))
     warmup_steps: int = setting(0, "Linear learning-rate warmup, in iterations or epochs.", "steps")
     weight_decay: float = setting(0.0, "L2 weight decay on the effective (masked) weights.", "float",
                                   check=(lambda v: v >= 0, "must be >= 0"))
     augment: bool = setting(False, "Pad by 4, random crop and random horizontal flip (CIFAR).", "bool")
     eval_every: int = setting(100, "Evaluate every this many iterations.", "int",
-                              check=(lambda v: v > 0, "must be > 0"))
+                              check=over(0, MAX_ITERATIONS))
     eval_batch_size: int = setting(5000, "Evaluation batch size.", "int",
-                                   check=(lambda v: v > 0, "must be > 0"), result=False)
+                                   check=over(0, MAX_SIZE), result=False)
     checkpoint_every: int = setting(1000, "Checkpoint every this many iterations.", "int",
-                                    check=(lambda v: v > 0, "must be > 0"), result=False)
+                                    check=over(0, MAX_ITERATIONS), result=False)
     steps_per_call: int = setting(100, "Training steps run inside one tf.function call.", "int",
-                                  check=(lambda v: v > 0, "must be > 0"), result=False)
+                                  check=over(0, MAX_ITERATIONS), result=False)
     jit_compile: bool | None = setting(
         None, "Compile the training step with XLA (default: yes, except convolutional networks on "
         "CPU, where TensorFlow's oneDNN kernels are faster; see benchmarks/README.md).", "bool",
         result=False)
     data_seed: int | None = setting(None, "Seed of the training data order (default: --seed).", "int",
-                                    check=(lambda v: v >= 0, "must be >= 0"))
+                                    check=within(0, MAX_SEED))
 
     def check(self):
         steps = (self.train_steps, self.warmup_steps, *self.lr_milestones)
@@ -157,10 +181,10 @@ class PruningConfig(Settings):
     Layers named in `dense_layers` are never pruned (the binaries do not wrap them).
     """
     fraction: float = setting(0.2, "Fraction of the remaining weights pruned per round.", "float",
-                              flag="prune_fraction", check=(_fraction(True), "must be in (0, 1)"))
+                              flag="prune_fraction", check=(unit_interval(True), "must be in (0, 1)"))
     output_fraction: float | None = setting(
         None, "Rate for the output layer (default: prune_fraction / 2).", "float",
-        flag="output_prune_fraction", check=(_fraction(False), "must be in [0, 1)"))
+        flag="output_prune_fraction", check=(unit_interval(False), "must be in [0, 1)"))
     scope: str = setting("layer", "How the amount is spread over tensors.", "str", flag="prune_scope",
                          choices=pruning.SCOPES)
     criterion: str = setting("magnitude", "Which units go first.", "str", flag="prune_criterion",
@@ -168,13 +192,13 @@ class PruningConfig(Settings):
     dense_layers: tuple = setting((), "Layer names never wrapped or pruned.", "strs", flag="exclude")
     conv_fraction: float | None = setting(
         None, "Rate for convolution kernels (default: --prune_fraction).", "float",
-        flag="conv_prune_fraction", check=(_fraction(False), "must be in [0, 1)"))
+        flag="conv_prune_fraction", check=(unit_interval(False), "must be in [0, 1)"))
     schedule: object = setting(
         "geometric", "geometric (IMP: --prune_fraction of what remains per round), or TF-MOT's "
         "polynomial / constant sparsity with rounds as steps (from Python, also any TF-MOT "
         "PruningSchedule).", "str", choices=schedules.SCHEDULES)
     final_sparsity: float = setting(0.9, "Target sparsity of the polynomial and constant schedules.",
-                                    "float", check=(_fraction(True), "must be in (0, 1)"))
+                                    "float", check=(unit_interval(True), "must be in (0, 1)"))
     power: float = setting(3.0, "Exponent of the polynomial schedule.", "float",
                            check=(lambda v: v > 0, "must be > 0"))
     structure: str = setting("unstructured", "What a unit is.", "str",
@@ -183,34 +207,34 @@ class PruningConfig(Settings):
                                   choices=pruning.STRUCTURE_NORMS)
     block_shape: tuple = setting((1, 4), "Block size over the [fan_in, out] kernel view, e.g. 1x4.",
                                  "shape", check=(lambda v: len(v) == 2 and all(
-                                     isinstance(b, int) and b > 0 for b in v),
-                                     "must be two positive sizes like 1x4"))
+                                     isinstance(b, int) and 0 < b <= MAX_SIZE for b in v),
+                                     f"must be two positive sizes (at most {MAX_SIZE:,}) like 1x4"))
     block_pooling: str = setting("avg", "Magnitude of a block.", "str",
                                  choices=pruning.BLOCK_POOLINGS)
     n_of_m: tuple = setting((2, 4), "N,M: keep N of every M consecutive input weights, e.g. 2,4.",
-                            "ints", check=(lambda v: len(v) == 2 and 0 < v[0] < v[1],
-                                           "must be N,M with 0 < N < M"))
+                            "ints", check=(lambda v: len(v) == 2 and 0 < v[0] < v[1] <= MAX_SIZE,
+                                           f"must be N,M with 0 < N < M <= {MAX_SIZE:,}"))
     saliency_batches: int = setting(
         2, "Training batches the snip and grasp controls score the weights on.", "int",
-        check=(lambda v: v >= 1, "must be >= 1"), result=False)
+        check=within(1, MAX_ITERATIONS), result=False)
     grasp_temperature: float = setting(
         200.0, "The grasp control divides the logits by this before its Hessian-gradient product (Wang et "
         "al. 2020 use 200).", "float", check=(lambda v: v > 0, "must be > 0"), result=False)
     synflow_iterations: int = setting(
         100, "Pruning steps of the synflow control (the density falls exponentially over them).", "int",
-        check=(lambda v: v >= 1, "must be >= 1"), result=False)
+        check=within(1, MAX_ITERATIONS), result=False)
     gmp_begin_step: int | None = setting(
         None, "Step at which the gmp control starts pruning (default: 10% of train_steps).", "int",
-        check=(lambda v: v >= 0, "must be >= 0"), result=False)
+        check=within(0, MAX_ITERATIONS), result=False)
     gmp_end_step: int | None = setting(
         None, "Step at which the gmp control reaches its sparsity (default: 50% of train_steps).", "int",
-        check=(lambda v: v >= 1, "must be >= 1"), result=False)
+        check=within(1, MAX_ITERATIONS), result=False)
     gmp_frequency: int = setting(100, "Steps between the gmp control's mask updates.", "int",
-                                 check=(lambda v: v >= 1, "must be >= 1"), result=False)
+                                 check=within(1, MAX_ITERATIONS), result=False)
     early_bird_every: int = setting(100, "Iterations between the early_bird control's mask comparisons.",
-                                    "int", check=(lambda v: v >= 1, "must be >= 1"), result=False)
+                                    "int", check=within(1, MAX_ITERATIONS), result=False)
     early_bird_window: int = setting(5, "Consecutive mask distances below the threshold that draw the "
-                                     "early-bird ticket.", "int", check=(lambda v: v >= 1, "must be >= 1"),
+                                     "early-bird ticket.", "int", check=within(1, MAX_ITERATIONS),
                                      result=False)
     early_bird_threshold: float = setting(
         0.1, "Normalised Hamming distance between consecutive masks below which early_bird counts a "
@@ -272,8 +296,9 @@ class PruningConfig(Settings):
 @dataclasses.dataclass(frozen=True)
 class LotteryConfig(Settings):
     """The IMP rounds: how many, what the survivors are reset to, and what runs beside them."""
-    rounds: int = setting(12, "Pruning rounds after the dense round 0.", "int",
-                          check=(lambda v: v >= 0, "must be >= 0"))
+    rounds: int = setting(12, "Pruning rounds after the dense round 0 (at most as many as still remove "
+                          "weights and leave every kernel some).", "int",
+                          check=within(0, bounds.MAX_ROUNDS))
     reset: str = setting("init", "What pruned rounds start from: init (theta_0), rewind (theta_k), "
                          "lr_rewind (the trained weights, the learning-rate schedule replayed from k for "
                          "train_steps - k iterations) or finetune (the trained weights at the final "
@@ -288,7 +313,7 @@ class LotteryConfig(Settings):
         "random control (random_reinit.2@7).", "strs", choices=controls.CONTROLS,
         choice_key=controls.spec_name, result=False)
     replicates: int = setting(1, "Independent runs with seeds seed, seed+1, ... (one folder each).",
-                              "int", check=(lambda v: v >= 1, "must be >= 1"), result=False)
+                              "int", check=within(1, bounds.MAX_REPLICATES), result=False)
 
     def check(self):
         if self.reset == "init" and self.rewind_step != 0:
@@ -303,7 +328,7 @@ class LotteryConfig(Settings):
 class RunConfig(Settings):
     """Seed, numerics, devices and where results go."""
     seed: int = setting(0, "Seed of initialisation, hold-out and pruning.", "int",
-                        check=(lambda v: v >= 0, "must be >= 0"))
+                        check=within(0, MAX_SEED))
     precision: str = setting("float32", "float32, mixed_float16 (with loss scaling) or "
                              "mixed_bfloat16.", "str", choices=PRECISIONS)
     strategy: str = setting("default", "default, mirrored (all local devices), multi_worker "
@@ -317,6 +342,10 @@ class RunConfig(Settings):
                             result=False)
     experiment_dir: str | None = setting(None, "Explicit experiment folder (overrides --root_dir).",
                                          "str", result=False)
+
+    def check(self):
+        if self.tpu is not None and self.strategy != "tpu":
+            self.fail("tpu", "only applies to --strategy=tpu")
 
 
 # The order of the groups is the order of the flags in --help and of config.json.
@@ -343,19 +372,12 @@ class ExperimentConfig:
         for group, cls in GROUPS.items():
             if not isinstance(getattr(self, group), cls):
                 raise TypeError(f"ExperimentConfig.{group} must be a {cls.__name__}")
-        lottery, training = self.lottery, self.training
+        lottery = self.lottery
         for name in dict.fromkeys(map(controls.spec_name, lottery.controls)):
             reason = controls.CONTROLS.get(name).refuse(self)
             if reason:
                 raise ConfigError("controls", f"{reason}, got {lottery.controls!r}")
-        if isinstance(training.train_steps, int) and isinstance(lottery.rewind_step, int) and not (
-                0 <= lottery.rewind_step <= training.train_steps):
-            raise ConfigError("rewind_step", f"must be in [0, train_steps={training.train_steps}], "
-                                             f"got {lottery.rewind_step!r}")
-        if lottery.reset in ("lr_rewind", "finetune") and lottery.rewind_step == training.train_steps:
-            raise ConfigError("rewind_step", f"must be below train_steps={training.train_steps} with "
-                                             f"--reset={lottery.reset}: rounds train train_steps - "
-                                             "rewind_step iterations")
+        bounds.check_config(self)
 
     @classmethod
     def from_flat(cls, values=None, **more):

@@ -7,6 +7,7 @@ the docs are all generated from it. Nothing here imports TensorFlow.
 """
 
 import dataclasses
+import math
 
 
 class ConfigError(ValueError):
@@ -27,7 +28,7 @@ def parse_steps(value, field):
     text = str(value).strip().lower()
     try:
         if text.endswith("ep"):
-            if float(text[:-2]) < 0:
+            if not 0 <= float(text[:-2]) < math.inf:  # NaN fails too
                 raise ValueError
             return text
         return int(text[:-2] if text.endswith("it") else text)
@@ -93,7 +94,8 @@ def setting(default, help, kind, *, flag=True, choices=None, choice_key=None, ch
             (read when checked, so later registrations count).
         choice_key: item -> the name checked against choices, for values that
             say more than a name (a control spec such as random_reinit.2@7).
-        check: (predicate, message): the value must satisfy predicate(value).
+        check: (predicate, message): the value must satisfy predicate(value); or a
+            tuple of such pairs, checked in order.
         result: whether the value changes results (enters the folder hash and
             the resume check).
         later: added after the first experiments: enters the hash only when
@@ -147,7 +149,8 @@ class Settings:
         self.check()
 
     def _check_field(self, field):
-        """Choices (a callable, such as a TF-MOT schedule, stands for itself) and the field's check."""
+        """Choices (a callable, such as a TF-MOT schedule, stands for itself), finite floats, no empty
+        text, and the field's check."""
         value = getattr(self, field.name)
         if value is None and field.default is not None:
             self.fail(field.name, "must be given")
@@ -159,11 +162,16 @@ class Settings:
             if not all(isinstance(v, str) and key(v) in choices for v in values):
                 self.fail(field.name, f"must be {'names from' if sequence else 'one of'} "
                                       f"{', '.join(choices)}")
+        kind = field.metadata["kind"]
+        if kind == "float" and value is not None and not math.isfinite(value):
+            self.fail(field.name, "must be a finite number")
+        if kind == "str" and value == "":
+            self.fail(field.name, "must not be empty (leave the flag out for its default)")
         check = field.metadata.get("check")
         if check is not None and value is not None:
-            predicate, message = check
-            if not predicate(value):
-                self.fail(field.name, message)
+            for predicate, message in (check if isinstance(check[0], tuple) else (check,)):
+                if not predicate(value):
+                    self.fail(field.name, message)
 
     def check(self):
         """Checks between fields of the group; subclasses raise through self.fail."""

@@ -15,6 +15,7 @@ from tf_lottery.data.imagenet import (IMAGENET, IMAGENET_MEAN, IMAGENET_STD, Str
                                       imagenet_eval_image, imagenet_split_sizes, imagenet_train,
                                       imagenet_train_image, load_imagenet)
 from tf_lottery.data.image_decoding import decode_image
+from tf_lottery.data.image_files import ImageLimits
 from tf_lottery.data.image_folder import CIFAR10_CLASSES, ImageFolder, StreamedImageFolder
 from tf_lottery.data.user import DatasetSplits, as_splits
 from tf_lottery.registry import UnknownEntry
@@ -25,7 +26,7 @@ __all__ = [
     "imagenet_eval", "imagenet_eval_image", "imagenet_split_sizes", "imagenet_train",
     "imagenet_train_image", "as_splits", "load", "load_imagenet", "pixel_stats", "read_cifar_dir", "read_idx",
     "read_idx_dir",
-    "CIFAR10_CLASSES", "ImageFolder", "StreamedImageFolder", "decode_image", "takes_image_size",
+    "CIFAR10_CLASSES", "ImageFolder", "ImageLimits", "StreamedImageFolder", "decode_image", "takes_image_size",
     "INPUT_SCALINGS", "with_scaling", "with_train_size",
 ]
 
@@ -40,7 +41,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load(name, data_dir=None, validation_size=5000, seed=0, image_size=224):
+def load(name, data_dir=None, validation_size=5000, seed=0, image_size=224, image_limits=None):
     """Loads a dataset into memory and holds out a seeded validation split from the training set.
 
     mnist_small is read from the package; mnist and fashion_mnist from IDX files,
@@ -48,6 +49,8 @@ def load(name, data_dir=None, validation_size=5000, seed=0, image_size=224):
     archive folder or its parent), or any of them from a prepared TFDS folder in
     data_dir; through TFDS (which may download) if data_dir is None.
     imagenet2012 is not loaded but streamed (StreamedSplits, at `image_size`).
+    Datasets of image files (image_folder, cifar10_jpeg) read them within
+    `image_limits` (an ImageLimits; default: ImageLimits()).
     """
     try:
         dataset = REGISTRY.get(name)
@@ -55,4 +58,6 @@ def load(name, data_dir=None, validation_size=5000, seed=0, image_size=224):
         raise DataError(str(error)) from None
     if isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer)):
         raise DataError(f"validation_size must be an integer, got {validation_size!r}")
+    if getattr(dataset, "reads_image_files", False):
+        return dataset.load(data_dir, validation_size, seed, image_size, limits=image_limits or ImageLimits())
     return dataset.load(data_dir, validation_size, seed, image_size)

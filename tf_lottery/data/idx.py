@@ -151,6 +151,7 @@ class MnistSmall(InMemoryDataset):
     name = "mnist_small"
     input_shape = (28, 28, 1)
     num_classes = _NUM_CLASSES
+    bundled = True  # comes with the package: --data_dir does not apply
 
     @classmethod
     def read(cls, data_dir):

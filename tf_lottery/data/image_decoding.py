@@ -55,7 +55,11 @@ def _header_size(data):
 
 
 def image_sizes(source, members):
-    """(n, 2) array of each image's (height, width), read from its header; DataError naming a bad file."""
+    """(n, 2) array of each image's (height, width), read from its header; DataError naming a bad file.
+
+    An image whose header gives more pixels than `source.limits` allows is
+    refused here, before any image is decoded.
+    """
     sizes = np.empty((len(members), 2), np.int64)
     for start in range(0, len(members), _CHUNK):
         chunk = members[start:start + _CHUNK]
@@ -66,6 +70,7 @@ def image_sizes(source, members):
             if size in (None, _MORE) or 0 in size:
                 raise DataError(f"{source.name(member)}: not a PNG or JPEG image (unreadable or truncated "
                                 "header)")
+            source.limits.check_pixels(source.name(member), *size)
             sizes[start + i] = size
     return sizes
 

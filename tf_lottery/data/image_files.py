@@ -1,5 +1,7 @@
-"""Image files in a folder or a zip of class folders: reading them, and listing and checking their layout."""
+"""Image files in a folder or a zip of class folders: reading them within limits, and listing and checking
+their layout."""
 
+import dataclasses
 import os
 import pathlib
 import struct
@@ -21,6 +23,41 @@ _SPLIT_FOLDERS = ("train", "test")
 _ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra field lengths
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageLimits:
+    """What an image file may be, checked before it is read (bytes, zip ratio) and decoded (pixels).
+
+    The defaults fit any photo of ImageNet's size and refuse decompression
+    bombs: a zip member that inflates to gigabytes, or a small file whose
+    header asks for an image of tens of thousands of pixels a side.
+    """
+    max_bytes: int = 64 * 2**20  # of one file, as stored in a folder or inflated from a zip
+    max_ratio: float = 100.0  # inflated / deflated bytes of a zip member (PNG and JPEG stay near 1)
+    max_pixels: int = 40_000_000  # height x width from the header (a 7,000 x 5,700 photo)
+
+    def check_size(self, name, size):
+        """DataError naming the file if it holds more than max_bytes."""
+        if size > self.max_bytes:
+            raise DataError(f"{name}: {size:,} bytes, more than image_max_bytes={self.max_bytes:,} "
+                            "(raise --image_max_bytes for larger files)")
+
+    def check_member(self, name, info):
+        """check_size of a zip member, and its compression ratio, from the zip's index."""
+        self.check_size(name, max(info.file_size, info.compress_size))
+        if info.compress_type == zipfile.ZIP_DEFLATED and (
+                info.file_size > self.max_ratio * max(info.compress_size, 1)):
+            raise DataError(f"{name}: inflates {info.compress_size:,} bytes to {info.file_size:,}, a ratio "
+                            f"above image_max_ratio={self.max_ratio:g} (a zip bomb? raise "
+                            "--image_max_ratio to read it)")
+
+    def check_pixels(self, name, height, width):
+        """DataError naming the file if its header gives more than max_pixels."""
+        if height * width > self.max_pixels:
+            raise DataError(f"{name}: {width}x{height} pixels ({height * width:,}), more than "
+                            f"image_max_pixels={self.max_pixels:,} (raise --image_max_pixels for larger "
+                            "images)")
+
+
 def _hidden(part):
     return part.startswith(".") or part == "__MACOSX"
 
@@ -28,9 +65,10 @@ def _hidden(part):
 class _Folder:
     """Image files in a folder on disk; members are paths relative to it, with '/'."""
 
-    def __init__(self, root):
+    def __init__(self, root, limits=ImageLimits()):
         self.root = root
         self.where = str(root)
+        self.limits = limits
 
     def tree(self):
         """(set of folders, list of files), relative, hidden ones left out."""
@@ -47,14 +85,18 @@ class _Folder:
         return str(self.root / member)
 
     def read(self, members, limit=-1):
-        """The bytes of each member (the first `limit` only, if given)."""
+        """The bytes of each member (the first `limit` only, if given); DataError if one is too large."""
         contents = []
+        most = self.limits.max_bytes
         for member in members:
             try:
                 with open(self.root / member, "rb") as file:
-                    contents.append(file.read(limit))
+                    self.limits.check_size(self.name(member), os.fstat(file.fileno()).st_size)
+                    content = file.read(limit if 0 <= limit <= most else most + 1)
             except OSError as error:
                 raise DataError(f"{self.name(member)}: cannot be read ({error.strerror})") from None
+            self.limits.check_size(self.name(member), len(content))  # it grew since
+            contents.append(content)
         return contents
 
     def encoded(self, members):
@@ -68,12 +110,15 @@ class _Zip:
     """Image files inside a zip, read without extracting; members are paths below its top folder, if any.
 
     Members are read by offset (stored ones as they are, deflated ones through
-    zlib), which is much faster than ZipFile.read and works from tf.data.
+    zlib, never inflating past the size the index gives), which is much faster
+    than ZipFile.read and works from tf.data. A member is checked against the
+    limits by its index entry before any of it is read.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, limits=ImageLimits()):
         self.path = path
         self.where = str(path)
+        self.limits = limits
         try:
             with zipfile.ZipFile(path) as archive:
                 infos = archive.infolist()
@@ -108,6 +153,7 @@ class _Zip:
         """Where a member's data starts (after its local header, whose lengths can differ from the index)."""
         if member not in self._offsets:
             info = self.infos[member]
+            self.limits.check_member(self.name(member), info)
             if info.flag_bits & 1:
                 raise DataError(f"{self.name(member)}: encrypted zip member")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -176,21 +222,21 @@ def _member_bytes(descriptor, offset, stored, length, deflated, limit=-1):
     return zlib.decompressobj(-zlib.MAX_WBITS).decompress(deflated_bytes, wanted)
 
 
-def _source(name, data_dir, zip_name):
+def _source(name, data_dir, zip_name, limits=ImageLimits()):
     if data_dir is None:
         raise DataError(f"dataset '{name}' needs --data_dir: a folder of class folders or a zip of one")
     data_dir = pathlib.Path(data_dir)
     if not data_dir.exists():
         raise DataError(f"{data_dir}: data_dir for dataset '{name}' does not exist")
     if data_dir.is_file():
-        return _Zip(data_dir)
+        return _Zip(data_dir, limits)
     if zip_name and (data_dir / zip_name).is_file():
-        return _Zip(data_dir / zip_name)
+        return _Zip(data_dir / zip_name, limits)
     entries = [entry for entry in data_dir.iterdir() if not _hidden(entry.name)]
     zips = [entry for entry in entries if entry.suffix.lower() == ".zip" and entry.is_file()]
     if len(zips) == 1 and not any(entry.is_dir() for entry in entries):
-        return _Zip(zips[0])
-    return _Folder(data_dir)
+        return _Zip(zips[0], limits)
+    return _Folder(data_dir, limits)
 
 
 def _classes(source, folders, files, prefix):

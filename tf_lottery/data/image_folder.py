@@ -9,7 +9,7 @@ from etils import epy
 
 from tf_lottery.data.image_decoding import _decoder, decode_all, image_sizes
 # TEST_SPLIT_SEED is re-exported: the docs and tests name image_folder.TEST_SPLIT_SEED.
-from tf_lottery.data.image_files import TEST_SPLIT_SEED, _source, list_images
+from tf_lottery.data.image_files import TEST_SPLIT_SEED, ImageLimits, _source, list_images
 from tf_lottery.data.imagenet import StreamedSplits
 from tf_lottery.data.splits import REGISTRY, DataError, hold_out, pixel_stats
 
@@ -132,6 +132,11 @@ class ImageFolder:
       resized to image_size x image_size (bilinear, antialiased). Images that
       all share one size keep it, whatever image_size says; images of different
       sizes with image_size None are an error.
+    - `limits` (an ImageLimits: --image_max_bytes, --image_max_ratio,
+      --image_max_pixels) bound every file before it is read, a zip member's
+      compression ratio by the zip's index, and every image's height x width
+      by its header before anything is decoded; a file over a limit is a
+      DataError naming it and the flag that raises the limit.
     - Up to `stream_above` bytes of decoded pixels (2 GiB; CIFAR-10 is 184 MB)
       the images are decoded once, in parallel, into uint8 arrays: a normal
       Splits. Larger datasets come as a StreamedImageFolder that reads and
@@ -145,6 +150,7 @@ class ImageFolder:
     class_names = ()  # the expected class folders, sorted, or () for any
     channels = 3
     takes_image_size = True
+    reads_image_files = True  # data.load passes it the ImageLimits
     needs_test_folder = False  # refuse the held-out layout
     zip_name = None  # the zip to look for in a data_dir folder
     test_fraction = 0.2
@@ -152,14 +158,14 @@ class ImageFolder:
     stats_sample = 10_000  # training images a streamed dataset's mean and std are measured on
 
     @classmethod
-    def load(cls, data_dir, validation_size, seed=0, image_size=None):
+    def load(cls, data_dir, validation_size, seed=0, image_size=None, limits=ImageLimits()):
         """Splits in memory, or a StreamedImageFolder above `stream_above` decoded bytes."""
         if not cls.takes_image_size:
             image_size = None
         if image_size is not None and (isinstance(image_size, bool) or not isinstance(
                 image_size, (int, np.integer)) or image_size < 1):
             raise DataError(f"image_size must be a positive integer or None, got {image_size!r}")
-        source = _source(cls.name, data_dir, cls.zip_name)
+        source = _source(cls.name, data_dir, cls.zip_name, limits)
         names, train, test, has_test = list_images(source, cls.test_fraction)
         if cls.needs_test_folder and not has_test:
             raise DataError(f"{source.where}: dataset '{cls.name}' needs train/ and test/ folders")

@@ -9,6 +9,7 @@ import pathlib
 
 from tf_lottery import experiment
 from tf_lottery import results
+from tf_lottery import writable
 from tf_lottery.settings import ConfigError
 
 FORMATS = ("saved_model", "keras", "tflite")
@@ -46,8 +47,8 @@ def parse_round(value):
 
 
 def _check_tolerance(tolerance):
-    if tolerance < 0:
-        raise ConfigError("tolerance", f"must be >= 0 percentage points, got {tolerance}")
+    if not 0 <= tolerance <= 100:  # NaN fails too
+        raise ConfigError("tolerance", f"must be >= 0 and <= 100 percentage points, got {tolerance}")
 
 
 def select_round(records, round="best", tolerance=0.5):
@@ -74,7 +75,8 @@ def select_round(records, round="best", tolerance=0.5):
 
 
 def check_export_dir(export_dir, experiment_dir, overwrite):
-    """The resolved export folder: not the experiment folder or above it, empty unless `overwrite`."""
+    """The resolved export folder: not the experiment folder or above it, one that can be made and
+    written, empty unless `overwrite`."""
     if not export_dir:
         raise ConfigError("export_dir", "is required")
     out = pathlib.Path(export_dir).resolve()
@@ -83,6 +85,7 @@ def check_export_dir(export_dir, experiment_dir, overwrite):
         raise ConfigError("export_dir", f"{out} holds the experiment folder {source}; choose another")
     if out.exists() and not out.is_dir():
         raise ConfigError("export_dir", f"{out} exists and is not a folder")
+    writable.check_folder(out, "export_dir")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError("export_dir", f"{out} exists and is not empty; pass --overwrite to replace it")
     return out

@@ -21,6 +21,7 @@ import pathlib
 from tf_lottery import atomic
 from tf_lottery import controls
 from tf_lottery import results
+from tf_lottery import writable
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import grid as grid_lib
@@ -95,8 +96,10 @@ def _changes(saved, spec, study_dir):
 
 
 def check_folder(plan):
-    """Refuses a study folder that holds another study (naming what changed) or an experiment."""
+    """Refuses a study folder that holds another study (naming what changed) or an experiment, or that
+    cannot be made or written (a file, a path under a file, a read-only place)."""
     study_dir = plan.study_dir
+    writable.check_folder(study_dir, "study_dir")
     if spec_path(study_dir).is_file():
         try:
             saved = atomic.read_json(spec_path(study_dir))

@@ -7,8 +7,12 @@ flags' names), or `a:b=x1:y1,x2:y2` over settings that vary together (e.g.
 Every value is parsed by the generated experiment flags and checked as part of
 the point's full ExperimentConfig, so each check of the binaries applies; any
 failure is a ConfigError on `grid` that names the entry. Points are the
-product of the axes, in the order given. Nothing here imports TensorFlow or
-Ray and nothing is written.
+product of the axes, in the order given. Each point's initial mask is read,
+and where the data loads here, each point's bounds that need it
+(tf_lottery.bounds.check_data: validation and batch within the training
+split, LeNet's size, layers and rounds) are checked too; data that does not
+load here is left to the point's own run (it may be on other nodes).
+Nothing here imports TensorFlow or Ray and nothing is written.
 
 A point's folder is the one the lottery binary names (`config.directory()`
 with `root_dir` = the study folder). A setting that does not change results
@@ -25,10 +29,12 @@ import pathlib
 
 from absl import flags
 
+from tf_lottery import bounds
 from tf_lottery import config as config_lib
 from tf_lottery import data
 from tf_lottery import settings
 from tf_lottery import flags as setting_flags
+from tf_lottery import results
 from tf_lottery.settings import ConfigError
 
 FIELD = "grid"
@@ -207,6 +213,18 @@ class Plan:
         return {"base": self.base.flat(), "grid": [axis.to_json() for axis in self.axes]}
 
 
+def _refusal(error, axes, values):
+    """The ConfigError of a point's config, on `grid` naming the entry (or the point) it comes from."""
+    if not axes:
+        return error
+    owner = [a.entry for a in axes if error.field in a.names]
+    hint = "; settings that vary together go in one axis (a:b=x1:y1,x2:y2)" if len(axes) > 1 else ""
+    if owner:
+        return ConfigError(FIELD, f"{owner[0]}: {error}{hint}")
+    labels = ", ".join(f"{k}={_text(v)}" for k, v in values.items())
+    return ConfigError(FIELD, f"point {labels} of {' '.join(a.entry for a in axes)}: {error}{hint}")
+
+
 def _point_config(base, axes, positions):
     values = {}
     for axis, position in zip(axes, positions):
@@ -214,28 +232,35 @@ def _point_config(base, axes, positions):
     try:
         return base.replace(**values), values
     except ConfigError as error:
-        owner = [a.entry for a in axes if error.field in a.names]
-        hint = ("; settings that vary together go in one axis (a:b=x1:y1,x2:y2)"
-                if len(axes) > 1 else "")
-        if owner:
-            raise ConfigError(FIELD, f"{owner[0]}: {error}{hint}") from None
-        labels = ", ".join(f"{k}={_text(v)}" for k, v in values.items())
-        raise ConfigError(FIELD, f"point {labels} of "
-                          f"{' '.join(a.entry for a in axes)}: {error}{hint}") from None
+        raise _refusal(error, axes, values) from None
 
 
-def _train_sizes():
-    """(dataset, data_dir, validation_size, image_size) -> training split size, loaded once each."""
-    cache = {}
+def _checker():
+    """config -> its number of training examples (the DataError text if its data does not load, None if it
+    is not read here), its data and initial mask read once each. The data is read without a validation
+    split (bounds.check_data holds it out), and only from a data_dir or the package unless the steps
+    are in epochs: without a data_dir, TFDS may download it."""
+    loaded, masks = {}, set()
 
-    def size(config):
-        d = config.data
-        key = (d.dataset, d.data_dir, d.validation_size, d.image_size)
-        if key not in cache:
-            cache[key] = data.load(d.dataset, data_dir=d.data_dir, validation_size=d.validation_size,
-                                   seed=config.run.seed, image_size=d.image_size).train_size
-        return cache[key]
-    return size
+    def check(config):
+        d, mask = config.data, config.lottery.initial_mask
+        if mask and mask not in masks:
+            results.read_masks(mask, "initial_mask")
+            masks.add(mask)
+        bundled = getattr(data.REGISTRY.get(d.dataset), "bundled", False)
+        if d.data_dir is None and not bundled and not _uses_epochs(config):
+            return None
+        key = (d.dataset, d.data_dir, d.image_size, d.image_limits())
+        if key not in loaded:
+            try:
+                loaded[key] = data.load(d.dataset, data_dir=d.data_dir, validation_size=0, seed=config.run.seed,
+                                        image_size=d.image_size, image_limits=d.image_limits())
+            except data.DataError as failure:
+                loaded[key] = f"DataError: {failure}"
+        if isinstance(loaded[key], str):
+            return loaded[key]
+        return bounds.check_data(config, loaded[key], held_out=False)
+    return check
 
 
 def _uses_epochs(config):
@@ -255,10 +280,12 @@ def plan(base, grid, study_dir=None, folder=None):
         raise ConfigError("experiment_dir", _NOT_AXES["experiment_dir"])
     if base.lottery.replicates != 1:
         raise ConfigError("replicates", "a study takes seeds as an axis (--grid=seed=0,1,2)")
+    if study_dir is not None and not str(study_dir):
+        raise ConfigError("study_dir", "must not be empty (leave it out for a folder under --root_dir)")
     axes = tuple(parse_grid(grid))
     # Absolute paths: the experiments may run in other working directories (Ray workers, nodes).
     study_dir = (pathlib.Path(study_dir) if study_dir else default_study_dir(base, axes)).absolute()
-    train_size = _train_sizes()
+    check = _checker()
     points, folders = [], {}
     for index, positions in enumerate(itertools.product(*(range(len(a.values)) for a in axes))):
         config, values = _point_config(base, axes, positions)
@@ -271,12 +298,16 @@ def plan(base, grid, study_dir=None, folder=None):
             nested = [f"{a.name.replace(_LINK, '+')}_{p}" for a, p in zip(axes, positions)
                       if not all(changes_results(n) for n in a.names)]
             config = config.replace(root_dir=str(study_dir.joinpath(*nested)))
+        try:
+            examples = check(config)
+        except ConfigError as failure:
+            raise _refusal(failure, axes, values) from None
         resolved = config
         if _uses_epochs(config):
-            try:
-                resolved = config.in_iterations(train_size(config))
-            except data.DataError as failure:
-                error = f"DataError: {failure}"
+            if isinstance(examples, str):
+                error = examples
+            else:
+                resolved = config.in_iterations(examples)
         directory = resolved.directory()
         if directory in folders:
             raise ConfigError(FIELD, f"points {folders[directory].label()} and "
