@@ -28,7 +28,10 @@ setup(
         "scipy>=1.11,<2",  # Student t quantiles and p-values of the study statistics (TOST, Holm)
         "importlib_resources>=6",  # TFDS needs it to download and prepare datasets
         "etils[epy]>=1.5,<2",  # lazy module-level imports: settings are checked before TF loads
-        "ray[default]>=2.40,<3",  # studies (binaries.study, --replicates): local Ray or a cluster
+        # studies (binaries.study, --replicates): local Ray or a cluster; 2.59 is the first Ray whose
+        # local ray.init turns token authentication on by default (tf_lottery.study.local_ray)
+        "ray[default]>=2.59,<3",
+        "psutil>=5.9",  # the local Ray's watchdog (tf_lottery/study/watchdog.py)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from tf_lottery import results
@@ -26,7 +27,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--dataset=mnist_small", "--validation_size=500", "--hidden=16,8", "--train_steps=20",
         "--eval_every=10", "--checkpoint_every=10", "--rounds=1", "--eval_batch_size=500",
         "--nojit_compile"]
-ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # an explicit address needs the token mode said
+# An explicit address needs the token mode said. Ray replaces 127.0.0.1, given as the head's address
+# or as the address to join, with this machine's network address, except where it runs no clusters:
+# its switch for that keeps the head and the driver on the loopback address.
+ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def _raylets():
@@ -68,6 +72,9 @@ def cluster(tmp_path_factory):
         while "Ray runtime started" not in (root / "head.log").read_text():
             assert head.poll() is None and time.monotonic() < deadline, (root / "head.log").read_text()
             time.sleep(0.5)
+        listening = [c.laddr.ip for p in psutil.Process(head.pid).children(recursive=True)
+                     for c in p.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in listening), listening
         yield f"127.0.0.1:{port}", hidden
     finally:
         head.send_signal(signal.SIGTERM)  # ray start --block stops the processes it started

@@ -1,7 +1,7 @@
 """Studies on a real local Ray: a 2 x 2 grid of tiny experiments on 2 workers, a killed driver and its
 rerun, a point with a corrupt data file, and the report.
 
-One Ray session (2 CPUs) serves the in-process tests of the module; the
+One local Ray (execution.connect, 2 CPUs) serves the in-process tests of the module; the
 kill test runs `python -m binaries.study` in a subprocess with its own local
 Ray. No Ray process may outlive the module.
 """
@@ -18,11 +18,11 @@ import threading
 import time
 
 import pytest
-import ray
 
 from tf_lottery import data
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
+from tf_lottery.study import execution
 from tf_lottery.study import folder
 from tf_lottery.study import runner
 
@@ -44,11 +44,11 @@ def _ray_processes():
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
     before = set(_ray_processes())
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    session = execution.connect(workers=2)  # the study's own local Ray, as a driver starts it
     try:
         yield
     finally:
-        ray.shutdown()
+        execution.disconnect(session)
         deadline = time.monotonic() + 30
         while set(_ray_processes()) - before and time.monotonic() < deadline:
             time.sleep(0.5)

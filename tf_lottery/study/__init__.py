@@ -8,6 +8,8 @@
   grid.py        --grid entries -> axes -> points (configs and folders), checked; no TF, no Ray
   folder.py      the study folder: study_config.json, study.json (states), what counts as finished
   execution.py   Ray: local or cluster, the shared-storage check, one task per point, retries, signals
+  local_ray.py   the local Ray: loopback only, token authentication, no metrics export, a watchdog
+  watchdog.py    the process that stops the local Ray when the driver dies (run as a script)
   progress.py    the live progress line
   runner.py      prepare (checks) then execute (Ray); run = both; replicates (--replicates=N)
   statistics.py  groups over the axes, per-round statistics over seeds, differences paired by seed
@@ -22,7 +24,7 @@ Attributes load on first use: `tf_lottery.study.grid` works without Ray installe
 from tf_lottery import lazy
 
 RAY_ADVICE = ("studies run on Ray, which is not installed; install it with "
-              "pip install 'ray[default]>=2.40,<3' (or pip install -e . in the repository)")
+              "pip install 'ray[default]>=2.59,<3' (or pip install -e . in the repository)")
 
 _EXPORTS = {name: f"tf_lottery.study.{module}" for name, module in (
     ("run", "runner"), ("prepare", "runner"), ("execute", "runner"), ("Outcome", "runner"),

@@ -1,7 +1,9 @@
 """Runs a study's points on Ray, in worker processes that import TensorFlow once and run points in turn.
 
-By default `ray.init` starts a local Ray on this machine with `workers`
-experiments at a time; with an address (`auto`, `host:port`, `ray://host:port`)
+By default a local Ray starts on this machine (local_ray: on the loopback
+address only, with token authentication, no metrics export, stopped by a
+watchdog if the driver dies) with `workers` experiments at a time; with an
+address (`auto`, `host:port`, `ray://host:port`)
 the same points run on an existing cluster, after a shared-storage check (the
 driver writes a token into the study folder that a task on every node must
 read back). Each worker process (a Ray actor) sizes TensorFlow's thread pools
@@ -37,6 +39,7 @@ from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import folder
+from tf_lottery.study import local_ray
 
 with epy.lazy_imports():
     import keras
@@ -56,10 +59,14 @@ class Interrupted(Exception):
 
 @dataclasses.dataclass
 class Session:
-    """The Ray the study runs on: whether this driver started it, and how many experiments at a time."""
+    """The Ray the study runs on: whether this driver started it, and how many experiments at a time.
+
+    `local` is the local_ray.LocalRay this driver started, None on a Ray it joined.
+    """
     owned: bool
     workers: int
     cluster: bool
+    local: local_ray.LocalRay | None = None
 
 
 def cores():
@@ -82,12 +89,15 @@ def check_options(workers=None, cpus_per_experiment=1, gpus_per_experiment=0, ex
 def connect(address=None, workers=None, cpus_per_experiment=1, gpus_per_experiment=0):
     """Starts a local Ray (or joins `address`, or the one already initialised in this process).
 
-    The session is a cluster (the study folder must pass the shared-storage
+    The local Ray is local_ray's (loopback only, token authentication; a
+    ConfigError naming --ray_address before it starts without them). The
+    session is a cluster (the study folder must pass the shared-storage
     check) when an address is given or Ray has more than one node.
     """
     check_options(workers, cpus_per_experiment, gpus_per_experiment)
     owned = not ray.is_initialized()
     quiet = {"log_to_driver": False, "logging_level": std_logging.ERROR}
+    local = None
     if owned and address:
         try:
             ray.init(address=address, **quiet)
@@ -98,16 +108,15 @@ def connect(address=None, workers=None, cpus_per_experiment=1, gpus_per_experime
                               "its token)") from None
     elif owned:
         workers = workers or max(1, cores() // cpus_per_experiment)
-        ray.init(address="local", num_cpus=workers * cpus_per_experiment, include_dashboard=False,
-                 object_store_memory=_LOCAL_OBJECT_STORE, **quiet)
+        local = local_ray.start(workers * cpus_per_experiment, _LOCAL_OBJECT_STORE, **quiet)
+    session = Session(owned, workers, bool(address), local)
     try:
-        workers = _check_resources(workers, cpus_per_experiment, gpus_per_experiment)
+        session.workers = _check_resources(workers, cpus_per_experiment, gpus_per_experiment)
     except ConfigError:
-        if owned:
-            ray.shutdown()
+        disconnect(session)
         raise
-    cluster = bool(address) or len([n for n in ray.nodes() if n["Alive"]]) > 1
-    return Session(owned, workers, cluster)
+    session.cluster = bool(address) or len([n for n in ray.nodes() if n["Alive"]]) > 1
+    return session
 
 
 def _check_resources(workers, cpus, gpus):
@@ -129,7 +138,10 @@ def _check_resources(workers, cpus, gpus):
 
 
 def disconnect(session):
-    if session.owned and ray.is_initialized():
+    """Leaves Ray; a Ray this driver started is shut down (a local one with every process it ran)."""
+    if session.local is not None:
+        local_ray.stop(session.local)
+    elif session.owned and ray.is_initialized():
         ray.shutdown()
 
 
