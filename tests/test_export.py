@@ -321,7 +321,8 @@ def test_corrupt_checkpoint_is_refused(experiment_dir, tmp_path):
     shutil.copytree(experiment_dir, copy)
     for data in results.checkpoint_dir(results.round_dir(copy, 1)).glob("*.data-*"):
         data.write_bytes(data.read_bytes()[:100])
-    with pytest.raises(ConfigError, match=r"experiment_dir: .*round_01: cannot restore the checkpoint"):
+    with pytest.raises(ConfigError, match=r"experiment_dir: .*round_01/ckpt/ckpt-\d+ is damaged \(IndexError: "
+                                          r"Read less bytes than requested\); delete .*round_01 and rerun"):
         export.export(copy, tmp_path / "out", round=1)
     assert _leftovers(tmp_path) == ["copy"]
 
@@ -386,5 +387,7 @@ def test_binary_refuses_non_empty_folder_and_corrupt_checkpoint(experiment_dir, 
         index.write_bytes(b"not a checkpoint")
     result = _binary(f"--experiment_dir={copy}", f"--export_dir={tmp_path / 'new'}", "--round=2")
     assert result.returncode == 2
-    assert "cannot restore the checkpoint" in _error_line(result)
+    assert f"--experiment_dir: {results.round_dir(copy, 2)}/ckpt/ckpt-" in _error_line(result)
+    assert (" is damaged (OpError: file is too short to be an sstable); delete "
+            f"{results.round_dir(copy, 2)} and rerun the experiment") in _error_line(result)
     assert not (tmp_path / "new").exists() and _leftovers(tmp_path) == ["copy", "out"]

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tf_lottery as tfl
-from tf_lottery import input_pipeline, training
+from tf_lottery import input_pipeline, results, training
 
 from conftest import tiny_model, tiny_training
 
@@ -233,7 +233,8 @@ def test_no_readable_checkpoint_is_a_clear_error(splits, tmp_path):
     tfl.Trainer(model, splits, tiny_training(train_steps=20)).train(directory=tmp_path)
     for data_file in tmp_path.joinpath("ckpt").glob("*.data-*"):
         data_file.write_bytes(b"")
-    with pytest.raises(RuntimeError, match="no readable checkpoint in .*ckpt.*delete"):
+    with pytest.raises(results.DamagedFile, match="ckpt is damaged .no readable checkpoint among .*ckpt-20.; "
+                                                  "delete .* and rerun"):
         tfl.Trainer(model, splits, tiny_training(train_steps=20)).train(directory=tmp_path)
 
 

@@ -177,7 +177,7 @@ class Control(round_loop.Branch):
         if not results.is_finished(directory):
             raise FileNotFoundError(f"{directory}: round {round_index} of the IMP experiment is not "
                                     "finished; run its rounds before the controls")
-        return results.read_masks(results.mask_path(directory), "controls")
+        return results.round_masks(self.context.experiment_dir, round_index, field="controls")
 
     def write_search(self, round_index, record):
         """Writes the round's search.json: what finding its mask cost (and found)."""

@@ -2,7 +2,10 @@
 
 `prepare` does every check that can fail on bad input without importing
 TensorFlow (TensorFlow and the modules that need it load lazily, on first
-use by `run_imp`, `run_controls` and `run_training`).
+use by `run_imp`, `run_controls` and `run_training`). Those three hold the
+folder's lock (results.lock) from before their first write to their end;
+`prepare_replicates` and `prepare_branch`, which prepare such runs, refuse a
+folder that another run holds already.
 """
 
 import dataclasses
@@ -17,6 +20,7 @@ from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.results import launches
 from tf_lottery.results import library
+from tf_lottery.results import lock
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import grid as study_grid
 
@@ -77,7 +81,7 @@ def check_directory(config, program):
                 "experiment_dir",
                 f"{directory} holds an experiment with a different config "
                 f"(differs in {', '.join(differing)}); use another folder")
-    elif directory.exists() and any(directory.iterdir()):
+    elif directory.exists() and results.holds_results(directory):
         raise ConfigError("experiment_dir", f"{directory} exists, is not empty and has no config.json")
     return directory
 
@@ -101,16 +105,26 @@ def prepare(config, program="imp"):
     return Prepared(config, program, directory, splits, initial_mask)
 
 
+def _check_free(prepared):
+    """FolderLocked if another run holds the folder (a multi-worker task's folder is known once its
+    cluster is, so the run checks it then)."""
+    if prepared.config.run.strategy != "multi_worker":
+        lock.check(prepared.directory)
+    return prepared
+
+
 def prepare_replicates(config, program="imp"):
     """prepare() for each replicate: the points of the study over seeds seed, seed+1, ...
 
     The points come from tf_lottery.study.grid.replicates, the plan that
     `binaries.lottery --replicates=N` runs on Ray: one seed_<seed> folder each,
-    in --experiment_dir or in root_dir/<name>_x<N>.
+    in --experiment_dir or in root_dir/<name>_x<N>. A folder that another run
+    holds is refused (FolderLocked).
     """
     if config.lottery.replicates == 1:
-        return [prepare(config, program)]
-    return [prepare(point.config, program) for point in study_grid.replicates(config, program).points]
+        return [_check_free(prepare(config, program))]
+    return [_check_free(prepare(point.config, program))
+            for point in study_grid.replicates(config, program).points]
 
 
 def _saved_values(experiment_dir):
@@ -121,7 +135,7 @@ def _saved_values(experiment_dir):
         raise ConfigError("experiment_dir", f"{config_path} does not exist; is it an experiment folder?")
     try:
         return results.read_config(experiment_dir)
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ConfigError("experiment_dir", f"{config_path} is not readable ({error})") from None
 
 
@@ -145,7 +159,7 @@ def prepare_branch(experiment_dir, control_names, data_dir=None):
                           **({"data_dir": data_dir} if data_dir else {}))
     if not config.lottery.controls:
         raise ConfigError("controls", "name at least one control")
-    return prepare(config, "imp")
+    return _check_free(prepare(config, "imp"))
 
 
 def load_experiment(experiment_dir, data_dir=None, retrainable=False):
@@ -203,10 +217,9 @@ def wrapped_model(prepared, strategy):
     return wrapped
 
 
-def _context(prepared):
+def _context(prepared, strategy, directory):
     """The round loop's context for the experiment: model, Trainer, configs, folder."""
     config = prepared.config
-    strategy, directory = _runtime(prepared)
     context = rounds.make_context(
         wrapped_model(prepared, strategy), prepared.splits, rounds=config.lottery.rounds,
         training_config=config.resolved_training(), pruning_config=config.resolved_pruning(),
@@ -220,22 +233,26 @@ def _context(prepared):
 
 def run_imp(prepared):
     """Runs (or resumes) IMP, then the configured controls; returns the summary dict."""
-    context = _context(prepared)
-    lottery = prepared.config.lottery
-    imp.run_rounds(context.model, prepared.splits, rounds=lottery.rounds,
-                   training_config=context.training_config, pruning_config=context.pruning_config,
-                   experiment_dir=context.experiment_dir, reset=lottery.reset,
-                   rewind_step=lottery.rewind_step, context=context)
-    if lottery.controls:
-        _run_controls(prepared, context)
-    return results.read_summary(context.experiment_dir)
+    strategy, directory = _runtime(prepared)
+    with lock.hold(directory):
+        context = _context(prepared, strategy, directory)
+        lottery = prepared.config.lottery
+        imp.run_rounds(context.model, prepared.splits, rounds=lottery.rounds,
+                       training_config=context.training_config, pruning_config=context.pruning_config,
+                       experiment_dir=context.experiment_dir, reset=lottery.reset,
+                       rewind_step=lottery.rewind_step, context=context)
+        if lottery.controls:
+            _run_controls(prepared, context)
+        return results.read_summary(context.experiment_dir)
 
 
 def run_controls(prepared):
     """Trains the configured controls in a finished IMP folder; returns the summary dict."""
-    context = _context(prepared)
-    _run_controls(prepared, context)
-    return results.read_summary(context.experiment_dir)
+    strategy, directory = _runtime(prepared)
+    with lock.hold(directory):
+        context = _context(prepared, strategy, directory)
+        _run_controls(prepared, context)
+        return results.read_summary(context.experiment_dir)
 
 
 def _run_controls(prepared, context):
@@ -250,18 +267,19 @@ def run_training(prepared):
     """Trains the dense, unwrapped model of a prepared config once; returns its record."""
     strategy, directory = _runtime(prepared)
     model = model_builder(prepared, strategy)(prepared.config.run.seed)
-    results.write_config(directory, prepared.config, getattr(prepared.splits, "class_names", ()))
-    if results.is_finished(directory):
-        return results.read_record(directory)
-    launches.record(directory, flag_lib.command_line(prepared.config, program="binaries.train"))
-    trainer = training.Trainer(model, prepared.splits, prepared.config.resolved_training(), strategy)
-    try:
-        result = trainer.train(directory=directory)
-    except FloatingPointError as error:
-        raise results.RoundFailed(str(error)) from None
-    record = {"round": 0, "remaining_fraction": 1.0, **result.summary()}
-    results.write_round(directory, None, record, curve=result.curve)
-    return record
+    with lock.hold(directory):
+        results.write_config(directory, prepared.config, getattr(prepared.splits, "class_names", ()))
+        if results.is_finished(directory):
+            return results.read_record(directory)
+        launches.record(directory, flag_lib.command_line(prepared.config, program="binaries.train"))
+        trainer = training.Trainer(model, prepared.splits, prepared.config.resolved_training(), strategy)
+        try:
+            result = trainer.train(directory=directory)
+        except FloatingPointError as error:
+            raise results.RoundFailed(str(error)) from None
+        record = {"round": 0, "remaining_fraction": 1.0, **result.summary()}
+        results.write_round(directory, None, record, curve=result.curve)
+        return record
 
 
 def describe_model(config):

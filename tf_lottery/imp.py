@@ -1,5 +1,6 @@
 """Iterative magnitude pruning: the IMP branch of the round loop (train, prune, reset or rewind)."""
 
+import contextlib
 import pathlib
 
 import keras
@@ -16,6 +17,7 @@ from tf_lottery.objective import Objective
 from tf_lottery.results import checkpoints
 from tf_lottery.results import launches
 from tf_lottery.results import library
+from tf_lottery.results import lock
 
 
 KEEP_TRAINED = ("lr_rewind", "finetune")  # resets that keep the trained weights
@@ -75,8 +77,7 @@ class ImpBranch(round_loop.Branch):
         source = _last_good_round(records, round_index)
         checkpoints.restore_model(context.model, results.round_dir(context.experiment_dir, source))
         if source != round_index - 1:
-            model_ops.set_masks(context.model, results.read_masks(
-                results.mask_path(results.round_dir(context.experiment_dir, round_index - 1)), "round"))
+            model_ops.set_masks(context.model, results.round_masks(context.experiment_dir, round_index - 1))
         model_ops.set_masks(context.model, prune_masks(
             context, model_ops.effective_weights(context.model), model_ops.get_masks(context.model),
             round_index))
@@ -122,26 +123,32 @@ def run_rounds(model, train_data, validation_data=None, test_data=None, *, round
     round r begins afresh, after pruning and reset. `context` (from
     rounds.make_context; the binaries pass one) replaces the data, settings
     and folder checks.
+
+    The folder's lock (results.lock) is held from before the first write to
+    the end: a folder that another run holds is refused with FolderLocked.
     """
-    if context is None:
-        context = _library_context(
-            model, train_data, validation_data, test_data, rounds=rounds,
-            experiment_dir=experiment_dir, training_config=training_config,
-            pruning_config=pruning_config, reset=reset, rewind_step=rewind_step, monitor=monitor,
-            callbacks=callbacks, verbose=verbose, on_nan=on_nan, strategy=strategy)
-    elif reset not in RESETS:
-        raise ValueError(f"unknown reset '{reset}'; choose one of {', '.join(RESETS)}")
-    branch = ImpBranch(context, reset, rewind_step)
-    records = round_loop.run_branch(branch, on_round_start)
-    if not branch.trained:
-        _restore_last_round(context, records)
-    return records
+    with contextlib.ExitStack() as held:
+        if context is None:
+            context = _library_context(
+                model, train_data, validation_data, test_data, rounds=rounds,
+                experiment_dir=experiment_dir, training_config=training_config,
+                pruning_config=pruning_config, reset=reset, rewind_step=rewind_step, monitor=monitor,
+                callbacks=callbacks, verbose=verbose, on_nan=on_nan, strategy=strategy, held=held)
+        elif reset not in RESETS:
+            raise ValueError(f"unknown reset '{reset}'; choose one of {', '.join(RESETS)}")
+        held.enter_context(lock.hold(context.experiment_dir))
+        branch = ImpBranch(context, reset, rewind_step)
+        records = round_loop.run_branch(branch, on_round_start)
+        if not branch.trained:
+            _restore_last_round(context, records)
+        return records
 
 
 def _library_context(model, train_data, validation_data, test_data, *, rounds, experiment_dir,
                      training_config, pruning_config, reset, rewind_step, monitor, callbacks,
-                     verbose, on_nan, strategy):
-    """Checks every argument, then the folder, and writes config.json: the Python path's context."""
+                     verbose, on_nan, strategy, held):
+    """Checks every argument, takes the folder's lock into `held` (an ExitStack), checks the folder
+    and writes config.json: the Python path's context."""
     if experiment_dir is None:
         raise ValueError("experiment_dir is required: each round's mask, curve, checkpoints and "
                          "record go there")
@@ -155,6 +162,7 @@ def _library_context(model, train_data, validation_data, test_data, *, rounds, e
     _check_against_data(splits, training_config, lottery, objective)
     described = library.describe(model, splits, user_data.fingerprint(splits), training_config,
                                  pruning_config, lottery, objective)
+    held.enter_context(lock.hold(experiment_dir))
     library.check_folder(experiment_dir, described, (training_config, pruning_config))
     context = round_loop.make_context(
         model, splits, rounds=rounds, training_config=training_config, pruning_config=pruning_config,

@@ -20,7 +20,6 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from tf_lottery import atomic
 from tf_lottery import results
 from tf_lottery.results import analyses
 from tf_lottery.settings import ConfigError
@@ -236,7 +235,7 @@ def _mean_curve(runs, round_index, control=None):
         if not (results.is_finished(directory) and results.curve_path(directory).is_file()):
             return None
         curves.append({c["iteration"]: c["test_accuracy"]
-                       for c in atomic.read_json(results.curve_path(directory))})
+                       for c in results.read_curve(directory)})
     iterations = sorted(set.intersection(*(set(c) for c in curves)))
     values = np.array([[c[i] for i in iterations] for c in curves])
     return np.array(iterations), values.mean(0), values.min(0), values.max(0)
@@ -398,7 +397,7 @@ def write_plots(directories, rounds_to_plot=None):
              plot_accuracy_curves(runs, out_dir, rounds), plot_layer_remaining(runs, out_dir),
              plot_first_layer_inputs(runs, out_dir, rounds)]
     for path in analyses.rewind_search_paths(runs[0].directory):
-        search = atomic.read_json(path)
+        search = analyses.read(path)
         if all("copies" in row for row in search["candidates"]):
             plots.append(plot_rewind_search(search, out_dir))
     return [p for p in plots if p is not None]

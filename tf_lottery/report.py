@@ -10,7 +10,6 @@ import pathlib
 
 from etils import epy
 
-from tf_lottery import atomic
 from tf_lottery import plots as plots_lib
 from tf_lottery import results
 from tf_lottery.results import analyses
@@ -116,13 +115,13 @@ def _analyses(directory, base):
     """Markdown summaries of the lmc and rewind_search results in directory/analysis/."""
     parts = []
     for path in analyses.lmc_paths(directory):
-        rec = atomic.read_json(path)
+        rec = analyses.read(path)
         parts.append(f"- [{_link(path, base)}]({_link(path, base)}): round {rec['round']} "
                      f"({100 * rec['remaining_fraction']:.2f}% remaining) from {rec['start']}, "
                      f"data seeds {rec['data_seeds'][0]} and {rec['data_seeds'][1]}: instability "
                      f"{rec['instability']:.4f}, relative L2 distance {rec['relative_distance']:.4f}")
     for path in analyses.rewind_search_paths(directory):
-        search = atomic.read_json(path)
+        search = analyses.read(path)
         rows = ["| rewind it | test acc @es (mean of copies) | instability | max error | end errors | "
                 "relative L2 distance |", "|" + "---:|" * 6]
         rows += [f"| {row['iteration']} | "

@@ -14,6 +14,7 @@ from absl import logging
 from etils import epy
 
 from tf_lottery import results
+from tf_lottery.results import lock
 
 with epy.lazy_imports():  # the control registry imports this module before TensorFlow may load
     import tensorflow as tf
@@ -153,8 +154,14 @@ def run_branch(branch, on_round_start=None):
     """Runs (or resumes) the rounds of `branch` (first_round..rounds by default); returns their records.
 
     `on_round_start(r, model)`, if given, is called when round r begins afresh,
-    after its masks and weights are set.
+    after its masks and weights are set. The folder's lock is held throughout
+    (results.lock; re-entrant, so a caller may hold it already).
     """
+    with lock.hold(branch.context.experiment_dir):
+        return _run_branch(branch, on_round_start)
+
+
+def _run_branch(branch, on_round_start):
     context = branch.context
     records = []
     for r in branch.round_indices():

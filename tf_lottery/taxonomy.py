@@ -24,7 +24,6 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from tf_lottery import atomic
 from tf_lottery import controls
 from tf_lottery import plots
 from tf_lottery import results
@@ -77,7 +76,7 @@ def _imp_costs(records):
 def _control_cost(finds, record, directory, imp_costs, round0):
     """(iterations, seconds) that finding a control round's mask cost."""
     if finds == controls.FINDS_BY_SEARCH:
-        search = atomic.read_json(results.search_path(directory))
+        search = results.read_json(results.search_path(directory), results.retrain_round(directory))
         return search["find_iterations"], search["find_seconds"]
     if finds == controls.FINDS_BY_TRAINING:
         return record["train_steps"], record["wall_seconds"]

@@ -16,7 +16,6 @@ import pathlib
 
 import tensorflow as tf
 
-from tf_lottery import atomic
 from tf_lottery import results
 from tf_lottery.learning_rates import WarmupPiecewise
 from tf_lottery.config import ExperimentConfig
@@ -138,7 +137,7 @@ def write_round(experiment_dir, round_index, training_config=None, control=None)
         training_config = saved_training_config(experiment_dir)
     remaining = results.read_record(directory)["remaining_fraction"]
     return write_curve_scalars(tb_dir(experiment_dir, round_index, control),
-                               atomic.read_json(results.curve_path(directory)), training_config, remaining)
+                               results.read_curve(directory), training_config, remaining)
 
 
 def write_rounds(experiment_dir, control=None):

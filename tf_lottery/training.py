@@ -440,13 +440,12 @@ class _Run:
                 continue
             logging.info("%s: resuming from iteration %d (%s)", self.name, step, checkpoint)
             return records[step]
-        raise RuntimeError(
-            f"{self.name}: no readable checkpoint in {results.checkpoint_dir(self.directory)} "
-            f"(tried {', '.join(self.manager.checkpoints)}); delete {self.directory} to retrain it")
+        raise results.DamagedFile(results.checkpoint_dir(self.directory),
+                                  f"no readable checkpoint among {', '.join(self.manager.checkpoints)}",
+                                  results.retrain_round(self.directory))
 
     def _records(self):
-        path = results.progress_path(self.directory)
-        return atomic.read_json(path)["records"] if path.exists() else []
+        return results.read_progress(self.directory)
 
     def _save(self, progress):
         step = int(self.trainer.iteration.numpy())

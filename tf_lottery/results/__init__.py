@@ -16,14 +16,21 @@
                          (early_bird, snip, grasp, synflow): what the search cost and found
   workers/TYPE_K/        what the other tasks of a multi-worker run write
   plots/, report.md, tb/, analysis/   what binaries.analyze adds
+  .lock                  the lock of the run writing the folder (results.lock)
 
-This package is the only place that names these files. Nothing here imports
-TensorFlow; the checkpoints and the reset point are in `results.checkpoints`.
+This package is the only place that names these files. Every reader here
+turns a damaged file into DamagedFile, one line naming the file and what to
+do; a damaged summary.json alone is rebuilt from the rounds' metrics.json.
+Nothing here imports TensorFlow; the checkpoints and the reset point are in
+`results.checkpoints`.
 """
 
 import pathlib
+import zipfile
+import zlib
 
 import numpy as np
+from absl import logging
 
 from tf_lottery import atomic
 from tf_lottery.settings import ConfigError
@@ -38,6 +45,7 @@ METRICS = "metrics.json"
 PROGRESS = "progress.json"
 SEARCH = "search.json"
 CHECKPOINTS = "ckpt"
+LOCK = ".lock"
 
 
 def _entry(name):
@@ -57,6 +65,7 @@ analysis_dir = _entry("analysis")
 plots_dir = _entry("plots")
 report_path = _entry("report.md")
 tensorboard_dir = _entry("tb")
+lock_path = _entry(LOCK)
 # Entries of a round folder.
 mask_path = _entry(MASK)
 curve_path = _entry(CURVE)
@@ -86,6 +95,67 @@ def search_path(directory):
     return pathlib.Path(directory) / SEARCH
 
 
+def holds_results(directory):
+    """Whether `directory` holds anything but a lock and the temporary files of atomic writes."""
+    return any(not (p.name == LOCK or (p.name.startswith(".") and p.name.endswith(".tmp")))
+               for p in pathlib.Path(directory).iterdir())
+
+
+class DamagedFile(ConfigError):
+    """A file of a results folder that cannot be read; the one-line message names it and what to do."""
+
+    def __init__(self, path, reason, remedy, field="experiment_dir"):
+        super().__init__(field, f"{path} is damaged ({reason})" + (f"; {remedy}" if remedy else ""))
+        self.path = pathlib.Path(path)
+        self.reason = reason
+
+
+def reason(error):
+    """The first line of an exception, with its type: why a file could not be read."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+# What reading a damaged .npz raises (numpy, zipfile and zlib each have their own).
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def read_json(path, remedy, kind=dict, field="experiment_dir"):
+    """A JSON file holding a `kind` (dict or list); DamagedFile naming it and `remedy` if it does not."""
+    path = pathlib.Path(path)
+    try:
+        value = atomic.read_json(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:
+        empty = path.is_file() and path.stat().st_size == 0
+        raise DamagedFile(path, "empty" if empty else reason(error), remedy, field) from None
+    if not isinstance(value, kind):
+        raise DamagedFile(path, f"not a JSON {'object' if kind is dict else 'array'}", remedy, field)
+    return value
+
+
+def read_arrays(path, remedy, field="experiment_dir"):
+    """{name: array} of an .npz file; DamagedFile naming it and `remedy` if it cannot be read."""
+    try:
+        return atomic.read_npz(path)
+    except FileNotFoundError:
+        raise
+    except NPZ_ERRORS as error:
+        raise DamagedFile(path, reason(error), remedy, field) from None
+
+
+def rewrite_round(directory):
+    """What to do about a damaged file of a finished round: have the round written again."""
+    return (f"delete {metrics_path(directory)} and rerun the experiment: the round is written again "
+            "from its checkpoints")
+
+
+def retrain_round(directory):
+    """What to do about a round whose checkpoints cannot be read: train it again from its start."""
+    return f"delete {directory} and rerun the experiment: the round is trained again from its start"
+
+
 def is_finished(directory):
     """Whether the round in `directory` is finished: the one test used everywhere."""
     return metrics_path(directory).is_file()
@@ -112,18 +182,39 @@ def write_round(directory, masks, record, curve=None):
 
 def read_record(directory):
     """The record (metrics.json) of a finished round."""
-    return atomic.read_json(metrics_path(directory))
+    return read_json(metrics_path(directory), rewrite_round(directory))
 
 
-def read_masks(path, field="initial_mask"):
-    """{key: 0/1 float32 array} from an .npz mask file; ConfigError naming `field` if it is not one."""
+def read_curve(directory):
+    """The evaluation curve (curve.json) of a finished round."""
+    return read_json(curve_path(directory), rewrite_round(directory), kind=list)
+
+
+def read_progress(directory):
+    """The progress records of a round's checkpoints (progress.json), oldest first; [] if none."""
+    path = progress_path(directory)
+    if not path.exists():
+        return []
+    records = read_json(path, retrain_round(directory)).get("records")
+    if not (isinstance(records, list) and all(isinstance(r, dict) and "iteration" in r for r in records)):
+        raise DamagedFile(path, "no list of records by iteration", retrain_round(directory))
+    return records
+
+
+def read_masks(path, field="initial_mask", remedy=None):
+    """{key: 0/1 float32 array} from an .npz mask file; ConfigError naming `field` if it is not one.
+
+    With `remedy` (a file of a results folder) the error is DamagedFile, which says what to do.
+    """
+    def bad(text):
+        return DamagedFile(path, text, remedy, field) if remedy else ConfigError(field, f"{path}: {text}")
     try:
         masks = atomic.read_npz(path)
-    except (OSError, ValueError) as error:
-        raise ConfigError(field, f"{path}: not a readable .npz file ({error})") from None
+    except NPZ_ERRORS as error:
+        raise bad(reason(error) if remedy else f"not a readable .npz file ({error})") from None
     for key, mask in masks.items():
         if not np.all((mask == 0) | (mask == 1)):
-            raise ConfigError(field, f"{path}: '{key}' holds values other than 0 and 1")
+            raise bad(f"'{key}' holds values other than 0 and 1")
     return {key: mask.astype(np.float32) for key, mask in masks.items()}
 
 
@@ -132,22 +223,27 @@ def round_masks(experiment_dir, round_index, control=None, field="round"):
     directory = round_dir(experiment_dir, round_index, control)
     if not is_finished(directory):
         raise ConfigError(field, f"{directory} is not a finished round")
-    return read_masks(mask_path(directory), field)
+    return read_masks(mask_path(directory), field, rewrite_round(directory))
 
 
 # What config.json records about the data beside the settings (not settings themselves).
 DATA_NOTES = ("class_names",)
 
 
+def _saved_config(experiment_dir):
+    return read_json(config_path(experiment_dir),
+                     "it records the experiment's settings: restore it from a copy (launches.json "
+                     "names the commands that ran here) or use another folder")
+
+
 def read_config(experiment_dir):
     """config.json as a dict of flat values (the data notes left out: see read_class_names)."""
-    return {k: v for k, v in atomic.read_json(config_path(experiment_dir)).items()
-            if k not in DATA_NOTES}
+    return {k: v for k, v in _saved_config(experiment_dir).items() if k not in DATA_NOTES}
 
 
 def read_class_names(experiment_dir):
     """The class names config.json records (an image-folder dataset's sorted folders), or ()."""
-    return tuple(atomic.read_json(config_path(experiment_dir)).get("class_names", ()))
+    return tuple(_saved_config(experiment_dir).get("class_names", ()))
 
 
 def write_config(experiment_dir, experiment_config, class_names=()):
@@ -161,10 +257,36 @@ class RoundFailed(RuntimeError):
 
 
 def read_summary(experiment_dir):
-    """summary.json as a dict ({"rounds": [], "controls": {}} if there is none yet)."""
+    """summary.json as a dict ({"rounds": [], "controls": {}} if there is none yet).
+
+    A damaged summary.json is rebuilt from the finished rounds' metrics.json, with a
+    warning (the next update_summary writes it); DamagedFile if one of those is damaged too.
+    """
     path = summary_path(experiment_dir)
-    summary = atomic.read_json(path) if path.exists() else {}
-    return {"rounds": summary.get("rounds", []), "controls": summary.get("controls", {})}
+    if not path.exists():
+        return {"rounds": [], "controls": {}}
+    try:
+        summary = read_json(path, None)
+    except DamagedFile as damage:
+        problem = damage.reason
+    else:
+        rounds, controls = summary.get("rounds", []), summary.get("controls", {})
+        if isinstance(rounds, list) and isinstance(controls, dict):
+            return {"rounds": rounds, "controls": controls}
+        problem = "no list of rounds and dict of controls"
+    rebuilt = rebuild_summary(experiment_dir)
+    logging.warning("%s is damaged (%s); rebuilt from the finished rounds' metrics.json", path, problem)
+    return rebuilt
+
+
+def rebuild_summary(experiment_dir):
+    """The summary of the finished rounds' records (a failed round that wrote no metrics.json is left out)."""
+    def records(control=None):
+        return [read_record(round_dir(experiment_dir, r, control))
+                for r in finished_rounds(experiment_dir, control)]
+    base = pathlib.Path(experiment_dir) / "controls"
+    names = sorted(d.name for d in base.iterdir() if d.is_dir()) if base.is_dir() else []
+    return {"rounds": records(), "controls": {n: rs for n in names if (rs := records(n))}}
 
 
 def update_summary(experiment_dir, records, control=None):

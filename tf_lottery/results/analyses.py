@@ -11,6 +11,11 @@ Nothing here imports TensorFlow.
 from tf_lottery import results
 
 
+def read(path):
+    """One analysis record (a JSON object); DamagedFile naming it if it cannot be read."""
+    return results.read_json(path, "delete it and run the analysis that wrote it again")
+
+
 def lmc_path(experiment_dir, round_index):
     """The JSON record of the lmc study of one round."""
     return results.analysis_dir(experiment_dir) / f"lmc_round_{round_index:02d}.json"

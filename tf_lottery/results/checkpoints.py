@@ -24,11 +24,47 @@ def has_checkpoint(directory):
 
 
 def restore_model(model, directory):
-    """Loads the model variables of the latest checkpoint of the round in `directory`."""
-    path = latest(directory)
+    """Loads the model variables of the latest checkpoint of the round in `directory`.
+
+    That is the end of a finished round: an unreadable one is DamagedFile, which
+    says how to have the round trained again (from its previous checkpoint if it has one).
+    """
+    state = results.checkpoint_dir(directory) / "checkpoint"
+    try:
+        path = latest(directory)
+    except ValueError as error:  # an empty or garbled checkpoint state file
+        raise results.DamagedFile(state, results.reason(error), results.retrain_round(directory)) from None
     if path is None:
+        if state.is_file():
+            raise results.DamagedFile(state, "names no readable checkpoint",
+                                      results.retrain_round(directory))
         raise FileNotFoundError(f"{directory}: no checkpoint to continue from")
+    try:
+        _restore(model, path)
+    except _unreadable() as error:
+        saved = tf.train.get_checkpoint_state(str(results.checkpoint_dir(directory)))
+        older = [p for p in saved.all_model_checkpoint_paths if p != saved.model_checkpoint_path]
+        remedy = (f"it holds the round's trained weights: delete {results.metrics_path(directory)} "
+                  "and rerun the experiment, which trains the round on from its previous checkpoint"
+                  if any(_readable(model, p) for p in older) else results.retrain_round(directory))
+        raise results.DamagedFile(path, results.reason(error), remedy) from None
+
+
+def _unreadable():
+    """What restoring a torn or corrupt checkpoint raises."""
+    return tf.errors.OpError, IndexError, OSError
+
+
+def _restore(model, path):
     tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+
+
+def _readable(model, path):
+    try:
+        _restore(model, path)
+    except _unreadable():
+        return False
+    return True
 
 
 class ResetPoint:
@@ -48,6 +84,7 @@ class ResetPoint:
     def restore(self):
         model_ops.reset(self.model)
         if self.variables:
-            values = atomic.read_npz(self.path)
+            values = results.read_arrays(self.path, "it holds the weights every round resets to: "
+                                                    "run the experiment again in another folder")
             for key, variable in self.variables.items():
                 variable.assign(values[key])

@@ -60,7 +60,10 @@ def entry(command=None):
 def read(experiment_dir):
     """The folder's launches, oldest first ([] if none was recorded)."""
     file = results.launches_path(experiment_dir)
-    return atomic.read_json(file) if file.is_file() else []
+    if not file.is_file():
+        return []
+    return results.read_json(file, "it only lists the runs of this folder: repair it, or delete it to "
+                                   "start a new list", kind=list)
 
 
 def record(experiment_dir, command=None):

@@ -88,7 +88,7 @@ def check_folder(experiment_dir, described, groups):
     """Refuses a folder holding another experiment (ValueError naming the differing settings); writes nothing."""
     config_path = results.config_path(experiment_dir)
     if not config_path.exists():
-        if experiment_dir.exists() and any(experiment_dir.iterdir()):
+        if experiment_dir.exists() and results.holds_results(experiment_dir):
             raise ValueError(f"experiment_dir {experiment_dir} exists, is not empty and has no config.json")
         return
     saved = results.read_config(experiment_dir)
@@ -127,5 +127,8 @@ def read_test_sample(experiment_dir):
     if not path.is_file():
         raise settings.ConfigError("experiment_dir", f"{path} does not exist: the experiment had no "
                                                      "test data to check an export on")
-    sample = atomic.read_npz(path)
+    remedy = "delete it and rerun imp.run_rounds with the same arguments: it is written again"
+    sample = results.read_arrays(path, remedy)
+    if set(sample) != {"x", "y"} or len(sample["x"]) != len(sample["y"]):
+        raise results.DamagedFile(path, "not one array x and one array y of the same length", remedy)
     return sample["x"], sample["y"]

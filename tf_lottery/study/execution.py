@@ -10,7 +10,9 @@ read back). Each worker process (a Ray actor) sizes TensorFlow's thread pools
 to its CPUs once, then runs points one after another: it writes the point's
 log into the point's folder, runs `experiment.prepare` then
 `experiment.run_imp`, clears Keras' state and reports its resident memory; an
-error of the experiment comes back as text. A worker is retired (its process
+error of the experiment comes back as text (a point folder that another run
+holds is such an error: each worker holds its point's lock while it runs it,
+as the driver holds the study folder's). A worker is retired (its process
 exits) after `experiments_per_worker` points when that is set, and whenever
 its memory after a point is more than twice what it was after its first, so
 TensorFlow memory does not pile up. A worker that dies (killed, crashed, out
@@ -37,6 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tf_lottery import experiment
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
+from tf_lottery.results import lock
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import folder
 from tf_lottery.study import local_ray
@@ -219,14 +222,15 @@ def run_point(flat):
     'worker': node IP:pid}."""
     try:
         prepared = experiment.prepare(ExperimentConfig.from_flat(flat))
-        # config.json first, so the folder is an experiment folder before the log goes into it.
-        results.write_config(prepared.directory, prepared.config)
-        with _output_to(folder.log_path(prepared.directory)):
-            try:
-                experiment.run_imp(prepared)
-            except Exception:
-                logging.exception("the experiment failed")
-                raise
+        with lock.hold(prepared.directory):  # before any write; run_imp takes it again
+            # config.json first, so the folder is an experiment folder before the log goes into it.
+            results.write_config(prepared.directory, prepared.config)
+            with _output_to(folder.log_path(prepared.directory)):
+                try:
+                    experiment.run_imp(prepared)
+                except Exception:
+                    logging.exception("the experiment failed")
+                    raise
     except Exception as error:  # the point's own failure (data, NaN, a bug): reported, not retried
         outcome = {"error": f"{type(error).__name__}: {str(error).strip()}"}
     else:

@@ -4,13 +4,15 @@
 
 `prepare` checks everything that can fail on bad input (the grid, every
 point's config, the study folder) without Ray or TensorFlow and writes
-nothing; `execute` connects to Ray, runs the unfinished points and returns the
-Outcome. A study whose points are all finished does not start Ray.
+nothing; `execute` takes the study folder's lock (results.lock: a study
+folder that another driver holds is refused before anything is written),
+connects to Ray, runs the unfinished points and returns the Outcome. A study
+whose points are all finished does not start Ray.
 """
 
 import dataclasses
-import pathlib
 
+from tf_lottery.results import lock
 from tf_lottery.study import execution
 from tf_lottery.study import folder
 from tf_lottery.study import grid as grid_lib
@@ -57,6 +59,15 @@ def execute(plan, *, workers=None, cpus_per_experiment=1, gpus_per_experiment=0,
     Returns the Outcome; failed points are in it, not raised.
     """
     execution.check_options(workers, cpus_per_experiment, gpus_per_experiment, experiments_per_worker)
+    with lock.hold(plan.study_dir, "study_dir"):
+        return _execute(plan, workers=workers, cpus_per_experiment=cpus_per_experiment,
+                        gpus_per_experiment=gpus_per_experiment, ray_address=ray_address,
+                        max_retries=max_retries, experiments_per_worker=experiments_per_worker,
+                        progress=progress)
+
+
+def _execute(plan, *, workers, cpus_per_experiment, gpus_per_experiment, ray_address, max_retries,
+             experiments_per_worker, progress):
     study = folder.Study(plan)
     if not study.indices("pending"):
         study.write_spec()
@@ -66,7 +77,7 @@ def execute(plan, *, workers=None, cpus_per_experiment=1, gpus_per_experiment=0,
     line = None
     try:
         if session.cluster:
-            _check_storage(plan.study_dir)
+            execution.check_shared_storage(plan.study_dir)
         study.write_spec()
         study.write()
         if progress:
@@ -82,17 +93,6 @@ def execute(plan, *, workers=None, cpus_per_experiment=1, gpus_per_experiment=0,
             line.close()
         execution.disconnect(session)
     return Outcome(plan, study.entries)
-
-
-def _check_storage(study_dir):
-    """The shared-storage check; a refused folder that it created is removed again."""
-    existed = pathlib.Path(study_dir).exists()
-    try:
-        execution.check_shared_storage(study_dir)
-    except Exception:
-        if not existed:
-            pathlib.Path(study_dir).rmdir()
-        raise
 
 
 def run(base, grid, study_dir=None, **options):
