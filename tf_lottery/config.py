@@ -336,6 +336,10 @@ class RunConfig(Settings):
     tpu: str | None = setting(None, "TPU name or grpc:// address for --strategy=tpu.", "str",
                               result=False)
     deterministic: bool = setting(True, "Deterministic TensorFlow ops.", "bool", result=False)
+    strict_numerics: bool = setting(
+        False, "Refuse to resume a folder last run under another numerics identity (CPU model and "
+        "features, numeric library versions, threads; see launches.json) instead of warning.", "bool",
+        result=False)
     on_nan: str = setting("stop", "On a non-finite loss: stop (exit 1) or skip_round (record it, go "
                           "on).", "str", choices=ON_NAN, result=False)
     root_dir: str = setting("experiments", "Parent folder of auto-named experiment folders.", "str",

@@ -107,9 +107,11 @@ def prepare(config, program="imp"):
 
 def _check_free(prepared):
     """FolderLocked if another run holds the folder (a multi-worker task's folder is known once its
-    cluster is, so the run checks it then)."""
+    cluster is, so the run checks it then); a warning, or with --strict_numerics a ConfigError, if
+    the folder was last run under another numerics identity (launches.check_numerics)."""
     if prepared.config.run.strategy != "multi_worker":
         lock.check(prepared.directory)
+    launches.check_numerics(prepared.directory, prepared.config.run.strict_numerics)
     return prepared
 
 
