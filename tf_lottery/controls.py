@@ -47,6 +47,7 @@ from tf_lottery import atomic
 from tf_lottery import results
 from tf_lottery import rounds as round_loop
 from tf_lottery.registry import Registry
+from tf_lottery.settings import ConfigError
 
 with epy.lazy_imports():  # config reads the registry before TensorFlow may load
     import keras
@@ -156,6 +157,9 @@ class Control(round_loop.Branch):
     label = None    # its name in tables (default: the registered name)
     finds = FINDS_FREE  # what finding its mask costs (one of the FINDS_ constants)
     spec = None     # the ControlSpec it runs under (run_controls sets it)
+    # The PruningConfig settings the control reads: they decide what its rounds compute, so they are
+    # recorded in its folder (controls/NAME/control.json) and a resume with other values is refused.
+    settings = ()
 
     @classmethod
     def refuse(cls, config):
@@ -314,6 +318,7 @@ class EdgePopup(Control):
 
     random, label, finds = True, "edge-popup", FINDS_BY_TRAINING
     method, seed_base = "edge_popup", _EDGE_POPUP_SEED
+    settings = ("edge_popup_weights",)
 
     @classmethod
     def refuse(cls, config):
@@ -365,6 +370,7 @@ class Supermask(EdgePopup):
     """
 
     method, seed_base, label = "supermask", _SUPERMASK_SEED, "Bernoulli supermask"
+    settings = ("edge_popup_weights", "supermask_logit_scale")
 
     def wrap(self, plain, exclude):
         return supermask.wrap(plain, exclude=exclude, logit_scale=self.context.pruning_config.supermask_logit_scale)
@@ -401,6 +407,7 @@ class BeforeTraining(Control):
 
 @CONTROLS.register("snip", help="pruned before training by |g * w| on a few batches (Lee et al. 2019)")
 class Snip(BeforeTraining):
+    settings = ("saliency_batches",)
     label = "SNIP"
 
     def masks(self, densities):
@@ -413,6 +420,7 @@ class Snip(BeforeTraining):
 @CONTROLS.register("grasp", help="pruned before training by w * Hg, keeping gradient flow (Wang et al. "
                                  "2020); unstructured only")
 class Grasp(BeforeTraining):
+    settings = ("grasp_temperature", "saliency_batches")
     label = "GraSP"
 
     @classmethod
@@ -437,6 +445,7 @@ class Grasp(BeforeTraining):
 @CONTROLS.register("synflow", help="pruned before training by iterative synaptic flow, without data "
                                    "(Tanaka et al. 2020)")
 class Synflow(BeforeTraining):
+    settings = ("synflow_iterations",)
     label = "SynFlow"
 
     def search_cost(self):
@@ -485,6 +494,7 @@ class GradualMagnitude(Control):
     """
 
     label, finds = "gradual magnitude pruning", FINDS_BY_TRAINING
+    settings = ("gmp_begin_step", "gmp_end_step", "gmp_frequency")
 
     @classmethod
     def refuse(cls, config):
@@ -556,6 +566,7 @@ class EarlyBird(Control):
     """
 
     label, finds = "early-bird", FINDS_BY_SEARCH
+    settings = ("early_bird_every", "early_bird_window", "early_bird_threshold")
 
     def start(self, round_index, records):
         context, config = self.context, self.context.pruning_config
@@ -590,6 +601,42 @@ class EarlyBird(Control):
 
 
 
+def settings_of(name, pruning_config):
+    """{setting: value} of the settings the control of branch `name` reads ({} for an unknown one)."""
+    family = spec_name(name)
+    if family not in CONTROLS:
+        return {}
+    return {field: getattr(pruning_config, field) for field in CONTROLS.get(family).settings}
+
+
+def check_settings(experiment_dir, names, pruning_config, saved=None, every_branch=False):
+    """Refuses (ConfigError naming the setting) to train in `experiment_dir` with control settings that
+    differ from the ones its control rounds were trained with.
+
+    The controls of `names` are checked, and with `every_branch` every
+    control branch in the folder too (a run that rewrites config.json must
+    keep it true of the finished rounds of controls it does not run). A
+    branch's record is its control.json; a branch trained before that file
+    existed is checked against the folder's config.json (`saved`, flat
+    names). Reads only.
+    """
+    branches = {spec.branch for spec in parse_specs(names)}
+    if every_branch:
+        branches |= set(results.control_branches(experiment_dir))
+    for branch in sorted(branches):
+        current = settings_of(branch, pruning_config)
+        recorded = results.read_control_settings(experiment_dir, branch)
+        if recorded is None:
+            if not results.finished_rounds(experiment_dir, branch) or saved is None:
+                continue
+            recorded = {field: saved[field] for field in current if field in saved}
+        for field, value in current.items():
+            if field in recorded and recorded[field] != value:
+                raise ConfigError(field, f"the {spec_name(branch)} control in {experiment_dir} was trained "
+                                         f"with {field}={recorded[field]!r}, now {value!r}; give the recorded "
+                                         "value or use another folder")
+
+
 def run_controls(model, splits, *, names, rounds, training_config, pruning_config, experiment_dir,
                  build_model=None, on_nan="stop", strategy=None, context=None):
     """Trains each control spec in `names` on its IMP rounds; returns {branch name: records}.
@@ -604,6 +651,8 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
         raise ValueError(f"unknown controls {', '.join(unknown)}; choose from "
                          f"{', '.join(CONTROLS.names())}")
     specs = parse_specs(names, rounds)
+    saved = results.read_config(experiment_dir) if results.config_path(experiment_dir).is_file() else None
+    check_settings(experiment_dir, names, pruning_config, saved)
     if context is None:
         context = round_loop.make_context(
             model, splits, rounds=rounds, training_config=training_config,
@@ -614,4 +663,9 @@ def run_controls(model, splits, *, names, rounds, training_config, pruning_confi
         branch = CONTROLS.get(spec.name)(context, spec.branch)
         branch.spec = spec
         branches.append(branch)
-    return {branch.name: round_loop.run_branch(branch) for branch in branches}
+    trained = {}
+    for branch in branches:
+        results.write_control_settings(experiment_dir, branch.name, branch.spec.name,
+                                       settings_of(branch.name, pruning_config))
+        trained[branch.name] = round_loop.run_branch(branch)
+    return trained

@@ -72,15 +72,18 @@ def _differing_fields(config, saved):
 
 
 def check_directory(config, program):
-    """Returns the experiment folder; refuses one whose config.json differs in a result field."""
+    """Returns the experiment folder; refuses one whose config.json differs in a result field, or whose
+    control rounds were trained with other settings of their own (controls.check_settings)."""
     directory = config.directory(program)
     if results.config_path(directory).exists():
-        differing = _differing_fields(config, results.read_config(directory))
+        saved = results.read_config(directory)
+        differing = _differing_fields(config, saved)
         if differing:
             raise ConfigError(
                 "experiment_dir",
                 f"{directory} holds an experiment with a different config "
                 f"(differs in {', '.join(differing)}); use another folder")
+        controls.check_settings(directory, config.lottery.controls, config.pruning, saved, every_branch=True)
     elif directory.exists() and results.holds_results(directory):
         raise ConfigError("experiment_dir", f"{directory} exists, is not empty and has no config.json")
     return directory

@@ -14,6 +14,8 @@
   controls/NAME/round_XX the same files for a control (random_reinit, random_prune, one_shot, ...),
                          and search.json for one that searched for its mask before training
                          (early_bird, snip, grasp, synflow): what the search cost and found
+  controls/NAME/control.json  the settings of its own that the control was trained with
+                         (--grasp_temperature, ...): a resume with others is refused
   workers/TYPE_K/        what the other tasks of a multi-worker run write
   plots/, report.md, tb/, analysis/   what binaries.analyze adds
   .lock                  the lock of the run writing the folder (results.lock)
@@ -44,6 +46,7 @@ CURVE = "curve.json"
 METRICS = "metrics.json"
 PROGRESS = "progress.json"
 SEARCH = "search.json"
+CONTROL_SETTINGS = "control.json"
 CHECKPOINTS = "ckpt"
 LOCK = ".lock"
 
@@ -77,6 +80,36 @@ checkpoint_dir = _entry(CHECKPOINTS)
 def control_dir(experiment_dir, control):
     """Folder of one control's rounds."""
     return pathlib.Path(experiment_dir) / "controls" / control
+
+
+def control_settings_path(experiment_dir, control):
+    """The settings a control's rounds were trained with (tf_lottery.controls records and checks them)."""
+    return control_dir(experiment_dir, control) / CONTROL_SETTINGS
+
+
+def control_branches(experiment_dir):
+    """The names of the control folders an experiment folder holds (sorted)."""
+    base = pathlib.Path(experiment_dir) / "controls"
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
+def read_control_settings(experiment_dir, control):
+    """{setting: value} recorded for a control's rounds, or None where nothing was recorded."""
+    path = control_settings_path(experiment_dir, control)
+    if not path.is_file():
+        return None
+    recorded = read_json(path, f"delete it to check {control}'s settings against config.json instead")
+    settings = recorded.get("settings")
+    if not isinstance(settings, dict):
+        raise DamagedFile(path, "no settings object", "delete it to check the settings against config.json")
+    return settings
+
+
+def write_control_settings(experiment_dir, control, family, settings):
+    """Records the settings a control's rounds are trained with, before the first of them."""
+    path = control_settings_path(experiment_dir, control)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, {"control": family, "settings": settings})
 
 
 def round_dir(experiment_dir, round_index, control=None):
