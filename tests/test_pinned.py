@@ -65,3 +65,16 @@ def test_runs_are_bit_identical_to_the_recorded_ones(name, tmp_path):
     masks = {str(p.relative_to(directory).parent): _mask_digest(p)
              for p in sorted(directory.rglob("mask.npz"))}
     assert masks == pinned["masks"]
+
+
+def test_the_full_quickstart_prints_the_readme_table(tmp_path):
+    """configs/quickstart.cfg (8 rounds x 2,000 iterations, about a minute) gives README.md's table,
+    under the numerics identity docs/quickstart_numerics.json records (the failure names both)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import quickstart_table
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    directory = quickstart_table.run(tmp_path)
+    assert len(quickstart_table.readme_rows()) == 9
+    assert quickstart_table.mismatch(directory) == ""
