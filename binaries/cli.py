@@ -37,7 +37,11 @@ def usage_errors():
 
 
 def execute(function, *args):
-    """function(*args), with late usage errors (exit 2) and failed rounds or writes (exit 1) as one line."""
+    """function(*args), with late usage errors (exit 2) and failed rounds or writes (exit 1) as one line.
+
+    A binary's work starts here: what it does before (parsing and every check of its flags) writes
+    nothing, and tests/flag_fuzz.py runs it for every bad flag value with this call stopped.
+    """
     with usage_errors():
         try:
             return function(*args)

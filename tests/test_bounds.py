@@ -100,3 +100,21 @@ def test_a_folder_must_be_one_that_can_be_made_and_written(tmp_path):
         with pytest.raises(ConfigError) as error:
             writable.check_folder(path, "root_dir")
         assert str(error.value) == f"root_dir: {message}"
+
+
+def test_a_built_model_is_checked_before_its_folder_is_written(tmp_path):
+    from tf_lottery import experiment
+    config = BASE.replace(model="conv2", width=0.125, structure="block", block_shape="1x999",
+                          experiment_dir=str(tmp_path / "e"))
+    prepared = experiment.prepare(config)  # not a LeNet: its kernels are known once it is built
+    with pytest.raises(ConfigError) as error:
+        experiment.run_imp(prepared)
+    assert str(error.value) == ("block_shape: 1x999 is longer than every kernel of conv2_w0.125 in one side "
+                                "(the largest [fan_in, out] views have 1,568 rows and 32 columns), got 1x999")
+    assert not (tmp_path / "e").exists()
+
+
+def test_the_model_summary_refuses_a_lenet_too_large_before_building_it():
+    from tf_lottery import experiment
+    with pytest.raises(ConfigError, match=r"^hidden: LeNet 784-100000000-10 has 79,500,000,010 weights"):
+        experiment.describe_model(BASE.replace(hidden=(10**8,)))

@@ -114,21 +114,23 @@ def check_config(config):
         _check_rounds(lottery.rounds, tensors, f"kernels of up to {LARGEST_TENSOR:,} weights")
 
 
-def _lenet_kernels(config, splits):
-    """[(key, fan_in, units)] of the zoo LeNet's kernels on `splits`, as models.lenet builds them."""
+def _lenet_kernels(config, input_shape, num_classes):
+    """[(key, fan_in, units)] of the zoo LeNet's kernels, as models.lenet builds them."""
     model = config.model
     widths = [max(1, int(round(units * model.width))) for units in model.hidden]
-    fan_in = math.prod(splits.input_shape)
+    fan_in = math.prod(input_shape)
     kernels = []
-    for i, units in enumerate([*widths, splits.num_classes]):
+    for i, units in enumerate([*widths, num_classes]):
         name = f"fc{i + 1}" if i < len(widths) else "output"
         kernels.append((f"{name}/kernel", fan_in, units))
         fan_in = units
     return kernels
 
 
-def _check_lenet(config, splits):
-    kernels = _lenet_kernels(config, splits)
+def check_lenet(config, input_shape, num_classes):
+    """LeNet's size within this machine's memory, --exclude naming its layers, block_shape and rounds
+    against its kernels, for inputs of `input_shape` in `num_classes` classes (before it is built)."""
+    kernels = _lenet_kernels(config, input_shape, num_classes)
     layers = [key.split("/")[0] for key, _, _ in kernels]
     unknown = [name for name in config.pruning.dense_layers if name not in layers]
     if unknown:
@@ -202,5 +204,5 @@ def check_data(config, splits, held_out=True):
         raise ConfigError("batch_size", f"must be at most the {count:,} training examples of "
                                         f"'{splits.name}', got {batch}")
     if config.model.name == "lenet":
-        _check_lenet(config, splits)
+        check_lenet(config, splits.input_shape, splits.num_classes)
     return count

@@ -9,14 +9,17 @@ folder that another run holds already.
 """
 
 import dataclasses
+import math
 import pathlib
 
 from absl import logging
 from etils import epy
 
+from tf_lottery import bounds
 from tf_lottery import data
 from tf_lottery import flags as flag_lib
 from tf_lottery import results
+from tf_lottery import writable
 from tf_lottery.config import ExperimentConfig
 from tf_lottery.results import launches
 from tf_lottery.results import library
@@ -89,21 +92,29 @@ def check_directory(config, program):
     return directory
 
 
-def prepare(config, program="imp"):
+def prepare(config, program="imp", new_run=True):
     """Checks the data, the folder and the mask file; raises ConfigError or DataError, writes nothing.
 
     Step counts given in epochs are turned into iterations once the size of
     the training split is known, so '160ep' and its iteration count name the
-    same experiment.
+    same experiment. For a new run (not `new_run=False`: reading a folder
+    that exists) the bounds that need the data are checked too
+    (bounds.check_data: the batch within the training split, LeNet's size,
+    layers and rounds), and the folder must be one it can make and write.
     """
     mask_file = config.lottery.initial_mask
     initial_mask = results.read_masks(mask_file, "initial_mask") if mask_file else None
     splits = data.load(config.data.dataset, data_dir=config.data.data_dir,
                        validation_size=config.data.validation_size, seed=config.run.seed,
-                       image_size=config.data.image_size)
+                       image_size=config.data.image_size, image_limits=config.data.image_limits())
     splits = data.with_train_size(splits, config.data.train_size, config.run.seed)
     splits = data.with_scaling(splits, config.data.input_scaling)
+    if new_run:
+        bounds.check_data(config, splits)
     config = config.in_iterations(splits.train_size)
+    if new_run:  # a folder it cannot make or write (a file, a path under a file, a read-only place)
+        writable.check_folder(config.directory(program), "experiment_dir" if config.run.experiment_dir
+                              else "root_dir")
     directory = check_directory(config, program)
     return Prepared(config, program, directory, splits, initial_mask)
 
@@ -161,7 +172,7 @@ def saved_config(experiment_dir, **overrides):
 def prepare_branch(experiment_dir, control_names, data_dir=None):
     """prepare() for training controls in an existing IMP experiment folder."""
     config = saved_config(experiment_dir, controls=tuple(control_names),
-                          **({"data_dir": data_dir} if data_dir else {}))
+                          **({"data_dir": data_dir} if data_dir is not None else {}))
     if not config.lottery.controls:
         raise ConfigError("controls", "name at least one control")
     return _check_free(prepare(config, "imp"))
@@ -180,7 +191,8 @@ def load_experiment(experiment_dir, data_dir=None, retrainable=False):
         splits = data.Splits("test sample", x[:0], y[:0], x[:0], y[:0], x, y, None, 0.0, 1.0,
                              scaled=True)
         return Prepared(None, library.PROGRAM, pathlib.Path(experiment_dir), splits, saved=values)
-    return prepare(saved_config(experiment_dir, **({"data_dir": data_dir} if data_dir else {})), "imp")
+    return prepare(saved_config(experiment_dir, **({"data_dir": data_dir} if data_dir is not None else {})),
+                   "imp", new_run=False)
 
 
 # The functions below use TensorFlow; it loads on first use.
@@ -222,11 +234,22 @@ def wrapped_model(prepared, strategy):
     return wrapped
 
 
+def check_model(config, wrapped):
+    """block_shape and rounds against the wrapped model's kernels (bounds.check_kernels); ConfigError."""
+    kernels = [(key, math.prod(weight.shape[:-1]), weight.shape[-1])
+               for key, weight, _ in model_ops.masked_weights(wrapped)]
+    bounds.check_kernels(config, kernels, model_ops.output_key(wrapped), model_ops.conv_keys(wrapped),
+                         whose=wrapped.name)
+
+
 def _context(prepared, strategy, directory):
-    """The round loop's context for the experiment: model, Trainer, configs, folder."""
+    """The round loop's context for the experiment: model, Trainer, configs, folder (the model is checked
+    against the config before anything is written)."""
     config = prepared.config
+    model = wrapped_model(prepared, strategy)
+    check_model(config, model)
     context = rounds.make_context(
-        wrapped_model(prepared, strategy), prepared.splits, rounds=config.lottery.rounds,
+        model, prepared.splits, rounds=config.lottery.rounds,
         training_config=config.resolved_training(), pruning_config=config.resolved_pruning(),
         experiment_dir=directory, on_nan=config.run.on_nan, strategy=strategy,
         build_model=model_builder(prepared, strategy))
@@ -295,8 +318,10 @@ def describe_model(config):
     if input_shape is None:  # known once the data is read (an image folder)
         splits = data.load(config.data.dataset, data_dir=config.data.data_dir,
                            validation_size=config.data.validation_size, seed=config.run.seed,
-                           image_size=config.data.image_size)
+                           image_size=config.data.image_size, image_limits=config.data.image_limits())
         input_shape, num_classes = splits.input_shape, splits.num_classes
+    if config.model.name == "lenet":
+        bounds.check_lenet(config, input_shape, num_classes)  # before a LeNet too large for memory is built
     model = models.build(config.model.name, input_shape=input_shape, num_classes=num_classes,
                          seed=config.run.seed, **config.model.options())
     wrapped = model_ops.wrap(model, exclude=config.pruning.dense_layers)
