@@ -69,6 +69,8 @@ def pruning_rounds(tensors, limit=MAX_ROUNDS):
     """
     remaining = {name: size for name, size, rate in tensors if rate > 0}
     rates = {name: rate for name, _, rate in tensors if rate > 0}
+    if not remaining:  # nothing is pruned: no bound here (a model with no prunable layer is refused elsewhere)
+        return limit, None
     for round_index in range(1, limit + 1):
         drops = {name: prune_count(n, rates[name]) for name, n in remaining.items()}
         empty = [name for name, n in remaining.items() if n - drops[name] < 1]
