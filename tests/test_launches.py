@@ -120,3 +120,22 @@ def test_strict_numerics_refuses_the_resume_before_any_work(tmp_path):
     assert results.launches_path(tmp_path / "exp").read_text() == launched
     # Without the flag the same resume is prepared (with a warning).
     assert experiment.prepare_replicates(config.replace(strict_numerics=False))[0].directory == tmp_path / "exp"
+
+
+def test_a_python_resume_under_another_numerics_identity_warns_too(tmp_path, splits):
+    import tf_lottery as tfl
+    from tf_lottery import imp
+
+    from conftest import tiny_model, tiny_training
+
+    def run():
+        imp.run_rounds(tfl.wrap(tiny_model()), splits, rounds=0, training_config=tiny_training(train_steps=10),
+                       experiment_dir=tmp_path / "exp")
+
+    run()
+    entries = json.loads((tmp_path / "exp" / "launches.json").read_text())
+    entries[-1]["numerics"] = {**entries[-1]["numerics"], "cpu": "Another CPU", "key": "0123456789ab"}
+    (tmp_path / "exp" / "launches.json").write_text(json.dumps(entries))
+    with mock.patch.object(launches.logging, "warning") as warning:
+        run()
+    assert warning.call_count == 1 and "cpu Another CPU" in warning.call_args.args[2]

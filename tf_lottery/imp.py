@@ -168,6 +168,7 @@ def _library_context(model, train_data, validation_data, test_data, *, rounds, e
         model, splits, rounds=rounds, training_config=training_config, pruning_config=pruning_config,
         experiment_dir=experiment_dir, on_nan=on_nan, strategy=strategy, objective=objective,
         callbacks=callbacks, verbose=verbose)
+    launches.check_numerics(experiment_dir)  # a resume on another machine warns, as the binaries do
     library.write(experiment_dir, described, model, splits)
     launches.record(experiment_dir)
     return context

@@ -39,6 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tf_lottery import experiment
 from tf_lottery import results
 from tf_lottery.config import ExperimentConfig
+from tf_lottery.results import launches
 from tf_lottery.results import lock
 from tf_lottery.settings import ConfigError
 from tf_lottery.study import folder
@@ -222,6 +223,7 @@ def run_point(flat):
     'worker': node IP:pid}."""
     try:
         prepared = experiment.prepare(ExperimentConfig.from_flat(flat))
+        launches.check_numerics(prepared.directory, prepared.config.run.strict_numerics)
         with lock.hold(prepared.directory):  # before any write; run_imp takes it again
             # config.json first, so the folder is an experiment folder before the log goes into it.
             results.write_config(prepared.directory, prepared.config)
