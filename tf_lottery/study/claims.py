@@ -138,9 +138,10 @@ def location_verdict(where, per_seed, paper, seeds):
     nowhere), `paper` the paper's round, `seeds` how many there are."""
     if seeds < LOCATION_SEEDS:
         return DESCRIPTIVE
-    near = sum(1 for r in per_seed if r is not None and where is not None and abs(r - where) <= 1)
     if where is None:
         near = sum(1 for r in per_seed if r is None)
+    else:
+        near = sum(1 for r in per_seed if r is not None and abs(r - where) <= 1)
     if near < STABLE_SHARE * len(per_seed):
         return INCONCLUSIVE
     return AGREES if where is not None and abs(where - paper) <= 1 else DISAGREES
@@ -193,6 +194,7 @@ def _at(evidence, r):
 # The margins of the no-difference claims: the smallest accuracy gain the paper reports as one (0.3
 # points at 13.5%), and ten evaluations of the LeNet protocol (1,000 iterations).
 MARGINS = {ACCURACY: 0.003, ITERATION: 1000.0}
+_MARGIN_TEXT = {ACCURACY: lambda m: f"+-{100 * m:.2f} points", ITERATION: lambda m: f"+-{m:.0f} iterations"}
 
 
 RULES = (
@@ -284,8 +286,7 @@ def _back_at_3_6(evidence, field, claim, paper, text):
     source = "Frankle & Carbin 2019, Section 2"
     r = evidence.round_at(3.6)
     margin = MARGINS[field]
-    paper = f"{paper} (margin +-{100 * margin:.2f} points)" if field == ACCURACY else (
-        f"{paper} (margin +-{margin:.0f} iterations)")
+    paper = f"{paper} (margin {_MARGIN_TEXT[field](margin)})"
     if r is None:
         return _missing(claim, EQUIVALENCE, source, paper, "IMP near 3.6%")
     found = evidence.compare(field, (None, r), (None, 0))

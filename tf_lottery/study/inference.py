@@ -111,6 +111,13 @@ def paired_difference(a, b):
     return mean(np.asarray(a, float) - np.asarray(b, float), method=PAIRED)
 
 
+def _welch_df(va, vb, na, nb):
+    """Welch-Satterthwaite degrees of freedom of a sum of two variances of means from na and nb values."""
+    if va + vb == 0:
+        return min(na, nb) - 1
+    return (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+
+
 def welch_difference(a, b):
     """mean(a) - mean(b) for independent sides, with Welch's interval."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -118,9 +125,7 @@ def welch_difference(a, b):
     if min(len(a), len(b)) < 2:
         return Estimate(value, n=min(len(a), len(b)), method=WELCH)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va + vb else min(
-        len(a), len(b)) - 1
-    return _from_t(value, math.sqrt(va + vb), df, min(len(a), len(b)), WELCH)
+    return _from_t(value, math.sqrt(va + vb), _welch_df(va, vb, len(a), len(b)), min(len(a), len(b)), WELCH)
 
 
 def paired_ratio(a, b):
@@ -146,9 +151,7 @@ def fieller_ratio(a, b):
         return Estimate(ratio, n=n, method=FIELLER)
     ma, mb = a.mean(), b.mean()
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    wa, wb = va, ratio ** 2 * vb
-    df = (wa + wb) ** 2 / (wa ** 2 / (len(a) - 1) + wb ** 2 / (len(b) - 1)) if wa + wb else n - 1
-    t2 = t_quantile(df) ** 2
+    t2 = t_quantile(_welch_df(va, ratio ** 2 * vb, len(a), len(b))) ** 2
     # (ma - R mb)^2 = t^2 (va + R^2 vb), a quadratic in R.
     qa, qb, qc = mb ** 2 - t2 * vb, -2 * ma * mb, ma ** 2 - t2 * va
     if qa <= 0:
