@@ -7,6 +7,9 @@
   python -m binaries.analyze overlap --experiment_dir=DIR --experiment_dir=DIR2 --round=4
   python -m binaries.analyze study --study_dir=DIR [--claims=lth_lenet]
   python -m binaries.analyze taxonomy --experiment_dir=DIR [--experiment_dir=DIR2 ...] [--sizes=21.1,5.5,1.4]
+  python -m binaries.analyze stability --experiment_dir=DIR --round=4 --rewind_steps=0,100,500,2000
+      [--controls=random_prune] [--train_steps=10000]
+  python -m binaries.analyze stability_report --experiment_dir=SEED0 --experiment_dir=SEED1 ...
 
 plots writes figures (PNG and SVG) into DIR/plots/, DIR/report.md and the
 TensorBoard runs in DIR/tb/ of each folder; several folders are replicates
@@ -18,7 +21,12 @@ unit, paired t intervals of differences, Holm's marks per table), and with
 claim's kind. taxonomy writes DIR/analysis/taxonomy.md and
 DIR/plots/taxonomy_accuracy.png: every IMP branch and control of the
 folders at a few sizes, with the iterations and seconds finding each ticket
-cost.
+cost. stability trains, from the dense network's weights at each rewind point,
+the full network and round R's subnetwork (IMP's mask, and random_prune's with
+the same per-tensor counts) and reports stability to pruning, to data order,
+the instability and the rewind point each criterion picks (every training
+resumable under DIR/analysis/stability/); stability_report puts the records of
+several seeds' folders into one table with the claims' verdicts.
 
 This binary parses its flags and checks them (tf_lottery.analyze_checks,
 before TensorFlow is imported; a flag that the command does not read is
@@ -34,6 +42,7 @@ from binaries import cli
 from tf_lottery import connectivity
 from tf_lottery import experiment
 from tf_lottery import report
+from tf_lottery import stability
 from tf_lottery import taxonomy
 from tf_lottery.analyze_checks import (COMMAND_FLAGS, check_command_flags, experiment_folders, lmc_options,
                                        mask_overlap, overlap_masks, plotted_rounds, rewind_options,
@@ -43,6 +52,7 @@ from tf_lottery.settings import ConfigError
 from tf_lottery.study import claims as claims_lib
 from tf_lottery.study import folder
 from tf_lottery.study import report as study_report
+from tf_lottery.study import stability as stability_study
 
 flags.DEFINE_multi_string("experiment_dir", [], "A folder written by binaries.lottery; repeat the flag "
                           "for replicates (plots) or for two experiments (overlap).")
@@ -67,6 +77,16 @@ flags.DEFINE_list("sizes", ["21.1", "5.5", "1.4"], "taxonomy: % of the weights r
                   "the methods at.")
 flags.DEFINE_string("claims", None, "study: a paper's claims to check against each group of the study "
                     "(lth_lenet: Frankle & Carbin's LeNet-300-100 claims).")
+flags.DEFINE_list("rewind_steps", ["0", "100", "500", "2000"],
+                  "stability: iterations of round 0 whose weights the trainings start from.")
+flags.DEFINE_list("controls", [], "stability: masks to compare with IMP's: random_prune (a random mask with "
+                  "IMP's per-tensor counts) or a further draw of it, random_prune.2.")
+flags.DEFINE_integer("train_steps", None, "stability: iterations of every training (default: the "
+                     "experiment's train_steps).")
+flags.DEFINE_float("accuracy_tolerance", 0.003, "stability: the accuracy pick is the earliest rewind point "
+                   "within this much test accuracy (0.003: 0.3 points) of the best one.")
+flags.DEFINE_float("distance_tolerance", 0.1, "stability: a distance's pick is the earliest rewind point "
+                   "whose distance is at most the smallest one's times 1 + this (its plateau).")
 FLAGS = flags.FLAGS
 
 # Text output.
@@ -120,6 +140,31 @@ def format_rewind_search(search):
                      f"iteration {k}")
         lines.append(f"run IMP with it: {search['command']}" if search["command"] else
                      "the experiment already resets to theta_0, which is stable: no rewinding needed")
+    return "\n".join(lines)
+
+
+def format_stability(record):
+    """A plain-text table per mask of a stability.run() record, its picks and whether they agree."""
+    lines = [f"round {record['round']} ({100 * record['remaining_fraction']:.2f}% remaining), from theta_k "
+             f"of round 0, data seeds {record['data_seeds'][0]} and {record['data_seeds'][1]}, "
+             f"{record['train_steps']:,} iterations per training, {record['points']} points",
+             "distances over the positions the mask keeps: pruning = ||m*(sub A - full A)||, relative to "
+             "||m*full A||; data order = ||m*(sub A - sub B)||, relative to the mean of ||m*sub A||, ||m*sub B||",
+             f"picks: instability = earliest k with instability < {record['threshold']}; accuracy = earliest k "
+             f"within {100 * record['accuracy_tolerance']:.2f} points of the best; pruning, data_order = "
+             f"earliest k with relative distance <= {1 + record['distance_tolerance']:g} x the smallest"]
+    dense = {row["iteration"]: row for row in record["dense"]}
+    for name, mask in record["masks"].items():
+        lines += ["", f"{name}:", f"{'rewind it':>9}  {'test acc':>8}  {'full acc':>8}  {'prune L2':>9}  "
+                  f"{'prune rel':>9}  {'order L2':>9}  {'order rel':>9}  {'instability':>11}"]
+        for row in mask["rows"]:
+            lines.append(f"{row['iteration']:>9}  {row['test_accuracy']:>8.4f}  "
+                         f"{dense[row['iteration']]['early_stop_test_accuracy']:>8.4f}  "
+                         f"{row['pruning_l2_distance']:>9.3f}  {row['pruning_relative_distance']:>9.4f}  "
+                         f"{row['data_order_l2_distance']:>9.3f}  {row['data_order_relative_distance']:>9.4f}  "
+                         f"{row['instability']:>11.4f}")
+        picks = ", ".join(f"{k} {'none' if v is None else v}" for k, v in mask["picks"].items())
+        lines.append(f"picks: {picks}; {'they agree' if mask['agree'] else 'they disagree'}")
     return "\n".join(lines)
 
 
@@ -195,8 +240,30 @@ def taxonomy_command():
     print(f"{plot.png}\n{plot.svg}\ntable: {path}")
 
 
+def stability_command():
+    with cli.usage_errors():
+        seeds = lmc_options(FLAGS.data_seeds, FLAGS.points)
+        prepared = _one_experiment()
+        plan = stability.plan(prepared, FLAGS.round, FLAGS.rewind_steps, FLAGS.controls, seeds, FLAGS.points,
+                              FLAGS.train_steps, FLAGS.threshold, FLAGS.accuracy_tolerance,
+                              FLAGS.distance_tolerance)
+    record = cli.execute(stability.run, prepared, plan)
+    print(format_stability(record))
+    print(f"results: {analyses.stability_path(prepared.directory, FLAGS.round)}")
+
+
+def stability_report_command():
+    with cli.usage_errors():
+        folders = experiment_folders(FLAGS.experiment_dir)
+        stability_study.read(folders)
+    path, text = cli.execute(stability_study.write_report, folders)
+    print(text)
+    print(f"report: {path}")
+
+
 COMMANDS = {"plots": plots, "lmc": lmc, "rewind_search": rewind_search, "overlap": overlap_command,
-            "study": study, "taxonomy": taxonomy_command}
+            "study": study, "taxonomy": taxonomy_command, "stability": stability_command,
+            "stability_report": stability_report_command}
 
 
 def main(argv):

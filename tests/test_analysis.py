@@ -224,7 +224,8 @@ def test_overlap_binary(experiment_dir, tmp_path):
     assert missing.returncode == 2 and "give both --mask_a and --mask_b" in missing.stderr
     wrong = run_binary("analyze", "spectrum")
     assert wrong.returncode == 2
-    assert "expected one command (plots, lmc, rewind_search, overlap, study, taxonomy)" in wrong.stderr
+    assert ("expected one command (plots, lmc, rewind_search, overlap, study, taxonomy, stability, "
+            "stability_report)") in wrong.stderr
 
 
 def test_a_round_killed_before_its_record_is_not_finished(experiment_dir, tmp_path):

@@ -74,6 +74,10 @@ ALLOWED = {
     ("analyze", "rewind_search", "candidates", "0"): "rewinding to iteration 0",
     ("analyze", "overlap", "round", "0"): "round 0's mask against round 2's (--round_b)",
     ("analyze", "overlap", "round_b", "0"): "round 1's mask against round 0's",
+    ("analyze", "stability", "rewind_steps", "0"): "rewinding to iteration 0 only",
+    ("analyze", "stability", "controls", ""): "IMP's mask only, the default",
+    ("analyze", "stability", "accuracy_tolerance", "0"): "the accuracy pick is the best rewind point",
+    ("analyze", "stability", "distance_tolerance", "0"): "a distance's pick is its smallest distance's point",
 }
 
 
@@ -92,6 +96,9 @@ def _commands(sandbox, experiment_dir, study_dir):
             "overlap": [f"--experiment_dir={experiment_dir}", "--round=1", "--round_b=2"],
             "study": [f"--study_dir={study_dir}"],
             "taxonomy": [f"--experiment_dir={experiment_dir}"],
+            "stability": [f"--experiment_dir={experiment_dir}", "--round=1", "--points=3", "--rewind_steps=0,20",
+                          "--controls=random_prune"],
+            "stability_report": [f"--experiment_dir={experiment_dir}"],
         },
     }
 

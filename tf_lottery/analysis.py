@@ -17,6 +17,28 @@ weights and normalisation statistics alike; pruned positions stay zero. Then
 where the norms run over all trainable effective weights (kernels times masks,
 biases, normalisation scales and offsets), not the normalisation statistics.
 
+Stability (Frankle, Dziugaite, Roy & Carbin 2019, "Stabilizing the Lottery
+Ticket Hypothesis"), both over the positions a mask m keeps ("surviving
+positions": the 1s of the subnetwork's mask, tensor by tensor, over the masked
+tensors only; biases, normalisation parameters and statistics, and layers left
+unpruned have no mask and are left out):
+
+  stability to pruning     the full network and the subnetwork (m applied at
+                           the rewind point) trained from the same weights with
+                           the same data order, to theta_full and theta_sub:
+                           l2_distance       = ||m * (theta_sub - theta_full)||_2
+                           relative_distance = l2_distance / ||m * theta_full||_2
+                           (the full network's weights read at the positions m
+                           keeps, both in the distance and in the norm)
+  stability to data order  two copies of the subnetwork trained from the same
+                           weights with two data orders, to theta_A and theta_B:
+                           l2_distance       = ||m * (theta_A - theta_B)||_2
+                           relative_distance = l2_distance /
+                                               ((||m * theta_A||_2 + ||m * theta_B||_2) / 2)
+
+Lower is more stable. `rewind_picks` says which rewind point each criterion
+chooses from a table of rows measured at several rewind points.
+
 Also the Jaccard overlap of two masks and the earliest stable rewind point.
 The error is whatever an `evaluate(weights)` callable returns;
 `tf_lottery.connectivity` supplies trained Keras models and their test error.
@@ -100,6 +122,92 @@ def earliest_stable(rows, threshold):
     """The smallest 'iteration' of the rows whose instability is below `threshold`, or None."""
     stable = [row["iteration"] for row in rows if row["instability"] < threshold]
     return min(stable) if stable else None
+
+
+def _kept(weights, masks):
+    """{key: weight * mask} over the keys of `masks` (float64); ValueError naming a key that is missing or
+    whose shape differs."""
+    kept = {}
+    for key, mask in masks.items():
+        if key not in weights:
+            raise ValueError(f"the weights have no '{key}', which the mask has")
+        weight = np.asarray(weights[key], np.float64)
+        if weight.shape != np.shape(mask):
+            raise ValueError(f"'{key}' has shape {weight.shape} in the weights and {np.shape(mask)} in the mask")
+        kept[key] = np.where(np.asarray(mask) != 0, weight, 0.0)
+    return kept
+
+
+def _distances(a, b, masks, scale):
+    """{'l2_distance', 'relative_distance'} of ||m * (a - b)||, relative to `scale`(kept a, kept b)."""
+    kept_a, kept_b = _kept(a, masks), _kept(b, masks)
+    distance = l2_distance(kept_a, kept_b)
+    norm = scale(kept_a, kept_b)
+    return {"l2_distance": distance, "relative_distance": distance / norm if norm else 0.0}
+
+
+def stability_to_pruning(subnetwork, full, masks):
+    """The subnetwork's and the full network's trained weights compared where `masks` keeps weights.
+
+    `subnetwork` and `full` map a key of `masks` to a trained weight (other
+    keys are ignored); l2_distance = ||m * (subnetwork - full)||_2 and
+    relative_distance = l2_distance / ||m * full||_2 (0 when that norm is 0).
+    """
+    return _distances(subnetwork, full, masks, lambda sub, dense: l2_norm(dense))
+
+
+def stability_to_data_order(copy_a, copy_b, masks):
+    """Two trained copies of a subnetwork compared where `masks` keeps weights.
+
+    l2_distance = ||m * (a - b)||_2 and relative_distance = l2_distance /
+    ((||m * a||_2 + ||m * b||_2) / 2) (0 when both norms are 0).
+    """
+    return _distances(copy_a, copy_b, masks, lambda a, b: (l2_norm(a) + l2_norm(b)) / 2)
+
+
+def earliest_within(rows, field, tolerance, relative=False, lower_is_better=False):
+    """The smallest 'iteration' of the rows whose `field` is within `tolerance` of the best row's.
+
+    The best is the largest value (the smallest with `lower_is_better`);
+    `relative` makes the tolerance a fraction of the best value. Rows whose
+    field is None are skipped; None if no row has one.
+    """
+    values = [(row["iteration"], row[field]) for row in rows if row.get(field) is not None]
+    if not values:
+        return None
+    if lower_is_better:
+        best = min(v for _, v in values)
+        bound = best + (tolerance * abs(best) if relative else tolerance)
+        return min(k for k, v in values if v <= bound)
+    best = max(v for _, v in values)
+    bound = best - (tolerance * abs(best) if relative else tolerance)
+    return min(k for k, v in values if v >= bound)
+
+
+# The criteria of rewind_picks and the row field each one reads.
+PICK_FIELDS = {"instability": "instability", "accuracy": "test_accuracy",
+               "pruning": "pruning_relative_distance", "data_order": "data_order_relative_distance"}
+
+
+def rewind_picks(rows, threshold, accuracy_tolerance, distance_tolerance):
+    """The rewind point each criterion picks from rows measured at several points, and whether they agree.
+
+    - instability: the earliest k whose instability is below `threshold`;
+    - accuracy: the earliest k whose test accuracy is at least the best
+      row's minus `accuracy_tolerance` (an absolute difference of accuracy);
+    - pruning, data_order: the earliest k whose relative distance (stability
+      to pruning, to data order) is at most the smallest row's times
+      (1 + `distance_tolerance`): where the distance reaches its plateau.
+    Returns {'picks': {criterion: k or None}, 'agree': whether every
+    criterion picks the same k (False if any picks none)}.
+    """
+    picks = {"instability": earliest_stable(rows, threshold),
+             "accuracy": earliest_within(rows, PICK_FIELDS["accuracy"], accuracy_tolerance)}
+    for name in ("pruning", "data_order"):
+        picks[name] = earliest_within(rows, PICK_FIELDS[name], distance_tolerance, relative=True,
+                                      lower_is_better=True)
+    chosen = set(picks.values())
+    return {"picks": picks, "agree": None not in chosen and len(chosen) == 1}
 
 
 def mask_overlap(mask_a, mask_b):

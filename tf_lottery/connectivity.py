@@ -84,17 +84,25 @@ def stability(model, splits, training_config, start, data_seeds, points=30, log_
         set_state(model, start)
         trainer = training.Trainer(model, splits, dataclasses.replace(training_config, data_seed=seed))
         summary = trainer.train(name=f"{log_name} with data seed {seed}").summary()
-        copies.append({"data_seed": seed, **{k: summary[k] for k in (
-            "early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy")}})
+        copies.append({"data_seed": seed, **copy_summary(summary)})
         trained.append(get_state(model))
+    return {**line_between(model, trainer, trained[0], trained[1], points), "copies": copies}
 
+
+def copy_summary(summary):
+    """The fields of a trained copy's summary that the analyses record."""
+    return {k: summary[k] for k in ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy")}
+
+
+def line_between(model, trainer, state_a, state_b, points):
+    """analysis.linear_mode_connectivity of two get_state() dicts of `model` (its masks as they are), with
+    the test error of `trainer` as the error; the model is left holding state_b."""
     def test_error(state):
         set_state(model, state)
         return 1.0 - trainer.evaluate()["test_accuracy"]
 
-    connectivity = analysis.linear_mode_connectivity(trained[0], trained[1], test_error, points,
-                                                     distance_keys=trainable_keys(model))
-    return {**connectivity, "copies": copies}
+    return analysis.linear_mode_connectivity(state_a, state_b, test_error, points,
+                                             distance_keys=trainable_keys(model))
 
 
 def check_round(prepared, round_index):
@@ -149,9 +157,16 @@ def initial_model(prepared):
 
     theta_0 comes from the experiment's own reset point when that is theta_0
     (every reset but rewind); a rewind experiment's reset point is theta_k, so
-    its theta_0 is rebuilt from the seeded initialiser.
+    its theta_0 is rebuilt from the seeded initialiser. A folder without round
+    0's checkpoint (a pack of tools/pack_results.py keeps none) is rebuilt
+    from the seeded initialiser too, with round 0's masks from its mask.npz.
     """
     config, splits = prepared.config, prepared.splits
+    if not checkpoints.has_checkpoint(results.round_dir(prepared.directory, 0)):
+        check_round(prepared, 0)
+        model = experiment.initial_model(prepared)
+        model_ops.set_masks(model, results.round_masks(prepared.directory, 0))
+        return model
     model = experiment.restore_round(prepared, 0)
     if reset_point_name(config) == "theta_0":
         checkpoints.ResetPoint(model, prepared.directory).restore()
@@ -164,7 +179,7 @@ def initial_model(prepared):
     return model
 
 
-def _stopped_at(training_config, iterations):
+def stopped_at(training_config, iterations):
     """The training config run for `iterations` only, with the same schedule.
 
     Learning-rate milestones and warmup past the end are simply not reached,
@@ -195,7 +210,7 @@ def rewind_points(prepared, iterations):
         if max(missing) == 0:
             capture(0)
         else:
-            config = _stopped_at(prepared.config.resolved_training(), max(missing))
+            config = stopped_at(prepared.config.resolved_training(), max(missing))
             training.Trainer(model, prepared.splits, config).train(
                 hooks={k: capture for k in missing}, name="round 0 for rewind points")
     return model, {k: atomic.read_npz(path) for k, path in paths.items()}

@@ -233,11 +233,18 @@ class RandomPrune(Control):
     random, label = True, "random pruning"
 
     def start(self, round_index, records):
-        config = self.context.pruning_config
-        seed = draw_seed(_RANDOM_MASK_SEED, config.seed, round_index, self.draw)
-        masks = pruning.random_like(self.imp_mask(round_index), seed=seed,
-                                    structure=self.context.structures(), **config.structure_options())
-        self.from_trained_dense(lambda model: {k: v.numpy() for k, v in masks.items()}, round_index)
+        masks = random_prune_masks(self.context.pruning_config, self.imp_mask(round_index),
+                                   self.context.structures(), round_index, self.draw)
+        self.from_trained_dense(lambda model: masks, round_index)
+
+
+def random_prune_masks(pruning_config, imp_masks, structures, round_index, draw=1):
+    """{key: numpy 0/1 array}: random_prune's mask of IMP round `round_index` (draw `draw`): as many live
+    units per tensor as `imp_masks`, drawn from the seed of (experiment seed, round, draw)."""
+    seed = draw_seed(_RANDOM_MASK_SEED, pruning_config.seed, round_index, draw)
+    masks = pruning.random_like(imp_masks, seed=seed, structure=structures,
+                                **pruning_config.structure_options())
+    return {k: v.numpy() for k, v in masks.items()}
 
 
 @CONTROLS.register("one_shot", help="round 0's trained weights pruned at once to IMP's sparsity, then reset")

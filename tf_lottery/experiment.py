@@ -349,9 +349,16 @@ def restore_round(prepared, round_index, control=None):
     if prepared.program == library.PROGRAM:
         model = _saved_model(prepared.directory)
     else:
-        model = wrapped_model(prepared, _runtime(prepared)[0])
+        model = initial_model(prepared)
     checkpoints.restore_model(model, directory)
     return model
+
+
+def initial_model(prepared):
+    """The experiment's wrapped model as its seed initialises it (theta_0, initial masks), with the runtime
+    (seeds, determinism, precision, strategy) configured as for a run: what a folder without checkpoints
+    (a packed one) is rebuilt from."""
+    return wrapped_model(prepared, _runtime(prepared)[0])
 
 
 def _saved_model(experiment_dir):

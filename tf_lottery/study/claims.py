@@ -336,7 +336,7 @@ def _one_shot_rounds(evidence, high, low):
     return [r for r, percent in evidence.rounds("one_shot").items() if low <= percent <= high]
 
 
-def _all_rounds_verdict(found, sign):
+def all_rounds_verdict(found, sign):
     """A direction claimed at every one of several rounds: agrees when every round agrees, disagrees
     when any round disagrees, inconclusive otherwise."""
     verdicts = [direction_verdict(f, sign) for f in found]
@@ -352,7 +352,7 @@ def _one_shot_versus_dense(evidence, claim, paper, field, high, low, text, sign)
         return _missing(claim, DIRECTION, source, paper, f"one_shot between {low}% and {high}%")
     found = [evidence.compare(field, ("one_shot", r), (None, 0)) for r in sorted(rounds)]
     ours = "; ".join(f"{text(f)} {_at(evidence, r)}" for r, f in zip(sorted(rounds), found))
-    return Finding(claim, DIRECTION, source, paper, ours, _all_rounds_verdict(found, sign))
+    return Finding(claim, DIRECTION, source, paper, ours, all_rounds_verdict(found, sign))
 
 
 def _one_shot_speed(evidence):
