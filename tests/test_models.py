@@ -141,7 +141,9 @@ def cifar_splits():
     return make_splits(n_train=16, n_val=8, n_test=8, shape=SHAPE, classes=CLASSES)
 
 
-@pytest.mark.parametrize("name", CIFAR_MODELS)
+# ResNet-50 trains for 15 s alone: run by hand with -m slow (its shapes and seeding stay in the default suite).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet50" else n
+                                  for n in CIFAR_MODELS])
 def test_wrap_train_and_strip(name, cifar_splits):
     model = built(name)
     x = images()

@@ -89,6 +89,8 @@ def test_a_grid_of_four_runs_on_two_workers_and_a_rerun_skips_it(reference):
     assert again.ok and {p: p.stat().st_mtime_ns for p in metrics} == metrics
 
 
+# About 35 s on 2 cores: run by hand with -m slow (the grid, kill, retry and SIGTERM tests stay).
+@pytest.mark.slow
 def test_a_worker_process_runs_points_in_turn_with_the_numbers_of_fresh_ones(reference, tmp_path):
     one = runner.run(BASE, GRID, tmp_path / "one", workers=1, progress=False)
     fresh = runner.run(BASE, GRID, tmp_path / "fresh", workers=1, experiments_per_worker=1,
