@@ -89,11 +89,11 @@ def test_prunable_works_for_any_layer_with_weights():
 
 def test_large_unwrapped_layer_gets_a_warning():
     def model():
-        inputs = keras.Input((8, 16))
-        x = keras.layers.Conv1DTranspose(64, 12, name="up")(inputs)
+        inputs = keras.Input((4, 8, 16))
+        x = keras.layers.ConvLSTM1D(32, 3, name="up")(inputs)
         return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
 
-    message = "layer 'up' \\(Conv1DTranspose, 12,352 parameters\\) is not wrapped"
+    message = "layer 'up' \\(ConvLSTM1D, 18,560 parameters\\) is not wrapped"
     with pytest.warns(UserWarning, match=message):
         tfl.wrap(model())
     with warnings.catch_warnings():

@@ -171,12 +171,7 @@ class PruneDuringFit(keras.callbacks.Callback):
         """Checks that `model` is wrapped and that `dense_layers` name its layers."""
         _check_wrapped(model)
         dense = set(self.config.dense_layers)
-        names = {layer.name for layer in model_ops.inner_layers(model)}
-        names |= {wrapper.name for wrapper in model_ops.wrappers(model)}
-        unknown = sorted(dense - names)
-        if unknown:
-            raise ValueError(f"dense_layers: model '{model.name}' has no layer named "
-                             f"{', '.join(map(repr, unknown))}")
+        model_ops.check_layer_names(model, dense, "dense_layers")
         keys = [key for key, _, _ in model_ops.masked_weights(model)]
         self._keys = [key for key in keys if key.split("/")[0] not in dense]
         if not self._keys:

@@ -1,13 +1,16 @@
 """Whole-model operations: wrap, strip, read and set masks, snapshot, reset, summary."""
 
+import contextlib
 import warnings
 import weakref
 
 import keras
 import numpy as np
+from absl import logging
 
+from tf_lottery import parameters
 from tf_lottery.wrapper import (LotteryWrapper, builds_from_several_shapes, default_prunable,
-                                is_tf_keras_object)
+                                is_tf_keras_object, weight_at)
 
 # Layers left unwrapped with more parameters than this get a warning from wrap().
 LARGE_UNWRAPPED_LAYER = 10_000
@@ -84,16 +87,20 @@ def _copy_weights(source, target):
 def wrap(model, exclude=(), prunable=None, wrapper=LotteryWrapper):
     """Returns a copy of `model` with a LotteryWrapper around every prunable layer.
 
-    Prunable by default: Dense, EinsumDense, Conv and Embedding layers,
+    Prunable by default: Dense, EinsumDense, Conv (transposed ones too) and Embedding layers,
     MultiHeadAttention (query, key, value and output kernels), LSTM, GRU and
     SimpleRNN (input and recurrent kernels), and the same inside Bidirectional
     and TimeDistributed (see `wrapper.default_prunable`). The copy keeps the
     model's current weights, which become the snapshot (theta_0; `snapshot`).
     Works on Sequential and functional models, nested ones included;
-    subclassed models need their layers wrapped by hand. A layer left unwrapped
-    with more than LARGE_UNWRAPPED_LAYER parameters that `exclude` does not name
-    gets a warning: it will not be pruned. A compiled model's copy is compiled
-    the same way (loss, metrics, a fresh optimizer of the same config).
+    subclassed models need their layers wrapped by hand. The layers with
+    weights left unwrapped that `exclude` does not name are logged (INFO), and
+    those with more than LARGE_UNWRAPPED_LAYER parameters get a warning: they
+    will not be pruned. A compiled model's copy is compiled the same way (loss,
+    metrics, a fresh optimizer of the same config). The copy's count_params()
+    and summary() count its own parameters, not the masks and snapshots
+    (tf_lottery.parameters). Unknown layer names, weights or argument types
+    are a one-line error naming the argument.
 
     Args:
         model: a built Keras 3 Sequential or functional model.
@@ -103,8 +110,7 @@ def wrap(model, exclude=(), prunable=None, wrapper=LotteryWrapper):
             and a dotted attribute reaches into sublayers ('cell.kernel').
         wrapper: the LotteryWrapper class to use (edge_popup.EdgePopupWrapper).
     """
-    exclude, prunable = set(exclude), dict(prunable or {})
-    _check_wrappable(model, exclude | set(prunable))
+    exclude, prunable = _checked_wrap_arguments(model, exclude, prunable)
 
     def clone(layer):
         copy = layer.__class__.from_config(layer.get_config())
@@ -118,51 +124,85 @@ def wrap(model, exclude=(), prunable=None, wrapper=LotteryWrapper):
     try:
         wrapped = keras.models.clone_model(model, clone_function=clone, recursive=True)
     except ValueError as error:
-        raise ValueError(
-            f"cannot wrap model '{model.name}' ({error}); wrap() takes Sequential and "
-            "functional models, wrap the layers of a subclassed model with LotteryWrapper") from None
+        raise ValueError(f"cannot wrap model '{model.name}': {str(error).splitlines()[0]}") from None
     if not wrappers(wrapped):
         raise ValueError(f"model '{model.name}' has no prunable layer (Dense, Conv, Embedding, "
                          "attention or recurrent layers; or name weights in prunable=)")
     copy_weights(model, wrapped)
-    _warn_about_large_unwrapped_layers(wrapped, exclude)
+    _report_unwrapped_layers(wrapped, exclude)
     _compile_like(model, wrapped)
+    parameters.install(wrapped)  # count_params() and summary() without masks and snapshots
     return wrapped
 
 
-def _check_wrappable(model, named):
-    """A built Keras 3 model, not wrapped yet, with a layer for every name in `named`."""
+def _checked_wrap_arguments(model, exclude, prunable):
+    """(set of excluded names, {name: attribute tuple}) for a built Sequential or functional Keras 3
+    model, not wrapped yet, with a layer for every name and a weight for every attribute."""
     _check_keras3_model(model)
-    unknown = sorted(set(named) - {layer.name for layer in _all_layers(model)})
-    if unknown:
-        raise ValueError(f"model '{model.name}' has no layer named {', '.join(map(repr, unknown))}")
+    exclude = {exclude} if isinstance(exclude, str) else set(exclude)
+    if prunable is not None and not isinstance(prunable, dict):
+        raise TypeError(f"prunable must be a dict {{layer_name: (attribute, ...)}}, got "
+                        f"{type(prunable).__name__}")
+    prunable = {name: (attrs,) if isinstance(attrs, str) else tuple(attrs)
+                for name, attrs in (prunable or {}).items()}
+    check_layer_names(model, exclude, "exclude")
+    check_layer_names(model, prunable, "prunable")
     already = [layer.name for layer in _all_layers(model) if isinstance(layer, LotteryWrapper)]
     if already:
         raise ValueError(f"model '{model.name}' is already wrapped (layer '{already[0]}')")
     if not model.built:
         raise ValueError(f"model '{model.name}' is not built; give it an Input or call build() first")
+    if not isinstance(model, (keras.Sequential, keras.Function)):
+        raise ValueError(f"model '{model.name}' is a subclassed model ({type(model).__name__}); wrap() "
+                         "takes Sequential and functional models: wrap its layers with LotteryWrapper")
+    layers = {layer.name: layer for layer in _all_layers(model)}
+    for name, attrs in prunable.items():
+        layer = layers[name]
+        for attr in attrs:
+            if not isinstance(weight_at(layer, attr), keras.Variable):
+                raise ValueError(f"prunable: layer '{name}' ({type(layer).__name__}) has no weight "
+                                 f"'{attr}'; its weights: {', '.join(w.name for w in layer.weights)}")
+    return exclude, prunable
 
 
-def _warn_about_large_unwrapped_layers(wrapped, exclude):
+def check_layer_names(model, names, argument):
+    """A one-line ValueError naming `argument` if a name in `names` is no layer of `model`."""
+    known = {layer.name for layer in _all_layers(model)} | {layer.name for layer in inner_layers(model)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        with_weights = [layer.name for layer in _all_layers(model)
+                        if layer.weights and not isinstance(layer, keras.Model)]
+        raise ValueError(f"{argument}: model '{model.name}' has no layer named "
+                         f"{', '.join(map(repr, unknown))}; its layers with weights: "
+                         f"{', '.join(with_weights)}")
+
+
+def _report_unwrapped_layers(wrapped, exclude):
+    """Logs the layers with weights left unwrapped (never pruned) that `exclude` does not name, and
+    warns about those with more than LARGE_UNWRAPPED_LAYER parameters."""
+    left = []
     for layer in _all_layers(wrapped):
-        if isinstance(layer, (LotteryWrapper, keras.Model)) or layer.name in exclude:
+        if isinstance(layer, (LotteryWrapper, keras.Model)) or layer.name in exclude or not layer.weights:
             continue
         size = sum(int(np.prod(w.shape)) for w in layer.weights)
+        left.append(f"{layer.name} ({type(layer).__name__}, {size:,} parameters)")
         if size > LARGE_UNWRAPPED_LAYER:
             warnings.warn(
                 f"layer '{layer.name}' ({type(layer).__name__}, {size:,} parameters) is not wrapped and "
                 f"will not be pruned; name its weights in prunable={{'{layer.name}': (...)}} to prune "
                 f"it, or in exclude to silence this warning", stacklevel=3)
+    if left:
+        logging.info("wrap: layers with weights not wrapped (never pruned): %s", ", ".join(left))
 
 
-def _compile_like(model, wrapped):
+def _compile_like(model, copy, kind="wrapped"):
     """Compiles the copy as `model` was compiled (a fresh optimizer from the same config)."""
     if not getattr(model, "compiled", False):
         return
     try:
-        wrapped.compile_from_config(model.get_compile_config())
+        copy.compile_from_config(model.get_compile_config())
     except (TypeError, ValueError) as error:
-        warnings.warn(f"the wrapped copy of '{model.name}' could not be compiled like the original "
+        warnings.warn(f"the {kind} copy of '{model.name}' could not be compiled like the original "
                       f"({str(error).splitlines()[0]}); call compile() on it", stacklevel=3)
 
 
@@ -178,20 +218,27 @@ def wrap_like(model, template):
     return wrap(model, exclude=exclude, prunable=prunable)
 
 
-def strip(model):
+def strip(model, compile=False):
     """Returns the wrapped model with `where(mask, weight, 0)` baked in: exact zeros where pruned.
 
     Sequential and functional models (nested ones included) give a plain Keras
     copy without any wrapper, which needs neither tf_lottery nor its masks.
+    The copy is not compiled and holds no optimizer variables, so its `.keras`
+    file is the size of the plain model's; with `compile=True` it is compiled
+    like `model` (loss, metrics and a fresh optimizer from the same config,
+    none of the trained optimizer's state), and `model` must be compiled.
 
     A subclassed model, which Keras cannot clone, is stripped in place and
-    returned: every masked weight becomes `where(mask, weight, 0)`, so its
-    variables (`get_weights`, `save_weights`) hold the stripped network. The
-    wrappers and masks stay (they now change nothing: the model computes the
-    same function as before, and further training keeps the zeros); build the
-    plain architecture and copy the inner layers' weights into it to drop them.
+    returned (`compile` does not apply): every masked weight becomes
+    `where(mask, weight, 0)`, so its variables (`get_weights`,
+    `save_weights`) hold the stripped network. The wrappers and masks stay
+    (they now change nothing: the model computes the same function as
+    before, and further training keeps the zeros); build the plain
+    architecture and copy the inner layers' weights into it to drop them.
     """
     _check_keras3_model(model)
+    if compile and not getattr(model, "compiled", False):
+        raise ValueError(f"compile=True: model '{model.name}' is not compiled")
     if not isinstance(model, (keras.Sequential, keras.Function)):
         for _, weight, mask in masked_weights(model):
             weight.assign(keras.ops.where(mask, weight, 0))
@@ -201,9 +248,23 @@ def strip(model):
         inner = layer.layer if isinstance(layer, LotteryWrapper) else layer
         return inner.__class__.from_config(inner.get_config())
 
-    stripped = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    with _uncompiled(model):  # clone_model compiles the copy of a compiled model, optimizer slots built
+        stripped = keras.models.clone_model(model, clone_function=clone, recursive=True)
     _copy_stripped(model, stripped)
+    if compile:
+        _compile_like(model, stripped, kind="stripped")
     return stripped
+
+
+@contextlib.contextmanager
+def _uncompiled(model):
+    """`model` seen as not compiled (Keras' `compiled` flag) for the duration, then as it was."""
+    compiled = getattr(model, "compiled", False)
+    model.compiled = False
+    try:
+        yield
+    finally:
+        model.compiled = compiled
 
 
 def _copy_stripped(source, target):
@@ -263,6 +324,8 @@ def raw_weights(model):
 def set_masks(model, masks, strict=True):
     """Assigns {key: 0/1 array}; shapes, values and keys are checked before anything is assigned."""
     _require_wrappers(model)
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{key: 0/1 array}}, got {type(masks).__name__}")
     items = {key: mask for key, _, mask in masked_weights(model)}
     if strict:
         missing = sorted(set(items) - set(masks))
@@ -330,9 +393,9 @@ def summary(model, print_fn=None):
     """Prints and returns a table of the masked weights: key, shape, size, remaining, remaining %.
 
     The last line totals every masked weight. `print_fn` (default `print`)
-    receives the whole table, as with Keras' `Model.summary`, whose per-layer
-    counts leave out the wrappers' masks and snapshots but whose "Non-trainable
-    params" total still includes them.
+    receives the whole table, as with Keras' `Model.summary`, whose counts
+    and totals, for a model from `wrap`, leave out the wrappers' masks and
+    snapshots (see tf_lottery.parameters).
     """
     report = sparsity_report(model)
     shapes = {key: tuple(weight.shape) for key, weight, _ in masked_weights(model)}

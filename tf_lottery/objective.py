@@ -31,8 +31,9 @@ class Objective:
     """Loss, optimizer and metrics of a compiled model (None: the zoo's), and the early-stop monitor.
 
     `monitor` names an evaluation field (val_loss, val_accuracy, val_<metric>,
-    or the test_ ones); the early-stop record is its minimum for losses and
-    its maximum otherwise (Keras' 'auto' mode).
+    or the test_ ones; anything else is a ValueError listing them); the
+    early-stop record is its minimum for losses and its maximum otherwise
+    (Keras' 'auto' mode).
     """
     loss: object = None        # serialized Keras loss (str or config dict)
     optimizer: object = None   # serialized Keras optimizer
@@ -40,9 +41,10 @@ class Objective:
     monitor: str = "val_loss"
 
     def __post_init__(self):
-        if not isinstance(self.monitor, str) or not self.monitor.startswith(("val_", "test_")):
-            raise ValueError(f"monitor must name a validation or test quantity such as val_loss or "
-                             f"val_accuracy, got {self.monitor!r}")
+        valid = self.quantities()
+        if self.monitor not in valid:
+            raise ValueError(f"monitor must name a validation or test quantity the evaluation produces, "
+                             f"one of {', '.join(valid)}; got {self.monitor!r}")
 
     @classmethod
     def from_compiled(cls, model, monitor="val_loss"):
@@ -58,6 +60,26 @@ class Objective:
                         if not (isinstance(m, str) and m in _ACCURACY_NAMES))
         return cls(loss=config["loss"], optimizer=_canonical(config["optimizer"]), metrics=metrics,
                    monitor=monitor)
+
+    def metric_names(self):
+        """Names of the compiled metrics other than accuracy, as the evaluation reports them."""
+        return tuple(metric.name for metric in self.make_metrics()) if self.metrics else ()
+
+    def quantities(self):
+        """Every evaluation field a monitor may name: val_ and test_ of loss, accuracy and each metric."""
+        names = ("loss", "accuracy", *(n for n in self.metric_names() if n not in ("loss", "accuracy")))
+        return tuple(f"{split}_{name}" for split in ("val", "test") for name in names)
+
+    def record_fields(self, early, final):
+        """Round-record fields of the early-stop and final evaluations beyond loss and accuracy:
+        early_stop_ and final_ of val_ and test_ of each compiled metric, and early_stop_<monitor>."""
+        fields = {}
+        for name in self.metric_names():
+            for split in ("val", "test"):
+                fields[f"early_stop_{split}_{name}"] = early.get(f"{split}_{name}")
+                fields[f"final_{split}_{name}"] = final.get(f"{split}_{name}")
+        fields[f"early_stop_{self.monitor}"] = early.get(self.monitor)
+        return fields
 
     @property
     def mode(self):

@@ -47,7 +47,8 @@ class TrainResult:
         return best(measured, key=lambda r: r[monitor])
 
     def summary(self):
-        """The round-record fields: early-stop iteration and accuracies, final accuracy, steps, time."""
+        """The round-record fields: early-stop iteration and accuracies, final accuracy, steps, time,
+        and the compiled metrics' and monitor's (Objective.record_fields)."""
         early, final = self.early_stop, self.curve[-1]
         record = {
             "early_stop_iteration": early["iteration"],
@@ -59,6 +60,8 @@ class TrainResult:
             "train_steps": self.train_steps,
             "wall_seconds": round(self.wall_seconds, 3),
         }
+        for key, value in self.objective.record_fields(early, final).items():
+            record.setdefault(key, value)
         if self.objective.monitor != Objective.monitor:
             record["early_stop_monitor"] = self.objective.monitor
         if final["iteration"] != self.train_steps:

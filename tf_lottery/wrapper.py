@@ -1,9 +1,26 @@
 """LotteryWrapper: a Keras layer wrapper that holds a mask and a snapshot per weight."""
 
+import contextlib
+import contextvars
 import inspect
 
 import keras
 from keras import ops
+
+# True while Keras counts parameters (parameters.py): the wrappers' `weights` leave out masks and snapshots.
+_COUNTING = contextvars.ContextVar("tf_lottery_counting_parameters", default=False)
+
+
+@contextlib.contextmanager
+def counting_parameters():
+    """Within it, every LotteryWrapper's `weights` are its layer's parameters only (no masks, snapshots),
+    so Keras' count_params() and summary() totals count what the model computes with."""
+    token = _COUNTING.set(True)
+    try:
+        yield
+    finally:
+        _COUNTING.reset(token)
+
 
 # Checked in order: SeparableConv and DepthwiseConv subclass the generic conv base.
 _PRUNABLE_BY_TYPE = (
@@ -14,6 +31,9 @@ _PRUNABLE_BY_TYPE = (
     (keras.layers.Conv1D, ("kernel",)),
     (keras.layers.Conv2D, ("kernel",)),
     (keras.layers.Conv3D, ("kernel",)),
+    (keras.layers.Conv1DTranspose, ("kernel",)),
+    (keras.layers.Conv2DTranspose, ("kernel",)),
+    (keras.layers.Conv3DTranspose, ("kernel",)),
     (keras.layers.Dense, ("kernel",)),
     (keras.layers.EinsumDense, ("kernel",)),
     (keras.layers.Embedding, ("embeddings",)),
@@ -31,11 +51,12 @@ def is_tf_keras_object(obj):
 def default_prunable(layer):
     """Names of the weights of `layer` that are pruned by default.
 
-    Kernels of Dense, EinsumDense and Conv layers, embeddings of Embedding, the
-    query, key, value and output kernels of MultiHeadAttention, the input and
-    recurrent kernels of LSTM, GRU and SimpleRNN, and the same through
-    Bidirectional (both directions) and TimeDistributed. A dotted name is an
-    attribute path from the layer to the weight ('cell.kernel').
+    Kernels of Dense, EinsumDense and Conv layers (transposed ones included),
+    embeddings of Embedding, the query, key, value and output kernels of
+    MultiHeadAttention, the input and recurrent kernels of LSTM, GRU and
+    SimpleRNN, and the same through Bidirectional (both directions) and
+    TimeDistributed. A dotted name is an attribute path from the layer to the
+    weight ('cell.kernel').
     """
     if isinstance(layer, keras.layers.Bidirectional):
         return (tuple(f"forward_layer.{name}" for name in default_prunable(layer.forward_layer))
@@ -57,7 +78,8 @@ def builds_from_several_shapes(layer):
     return len(required) > 1
 
 
-def _weight_at(layer, path):
+def weight_at(layer, path):
+    """The attribute of `layer` at a dotted `path` ('cell.kernel'), None if there is none."""
     value = layer
     for name in path.split("."):
         value = getattr(value, name, None)
@@ -135,7 +157,7 @@ class LotteryWrapper(keras.layers.Wrapper):
             self.layer.build(input_shape)
         self._masked = []
         for attr in self.prunable:
-            weight = _weight_at(self.layer, attr)
+            weight = weight_at(self.layer, attr)
             if not isinstance(weight, keras.Variable):
                 raise ValueError(
                     f"layer '{self.layer.name}' has no weight attribute '{attr}'")
@@ -191,6 +213,21 @@ class LotteryWrapper(keras.layers.Wrapper):
     def count_params(self):
         """Parameters of the inner layer: masks and snapshots are bookkeeping, not parameters."""
         return self.layer.count_params()
+
+    @property
+    def weights(self):
+        """Keras' weights (masks and snapshots included), or without them inside counting_parameters()."""
+        weights = super().weights
+        if not _COUNTING.get():
+            return weights
+        hidden = {id(v) for v in self.bookkeeping_variables}
+        return [w for w in weights if id(w) not in hidden]
+
+    @property
+    def bookkeeping_variables(self):
+        """The masks and snapshots: the wrapper's state that is not a parameter of the model."""
+        return ([m for _, _, m in getattr(self, "_masked", ())]
+                + [s for _, s in getattr(self, "_snapshots", ())])
 
     def get_config(self):
         return {**super().get_config(), "prunable": list(self.prunable)}

@@ -9,6 +9,7 @@ the result is deterministic.
 
 import math
 
+import numpy as np
 from etils import epy
 
 from tf_lottery.pruning.criteria import CRITERIA
@@ -47,6 +48,37 @@ def _check_amounts(amounts, by_fraction):
             raise ValueError(f"target density for '{key}' must be in (0, 1], got {amount}")
 
 
+_SINGULAR = {"fractions": "fraction", "densities": "density"}
+
+
+def _shape(value):
+    return tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+
+
+def _check_arguments(weights, masks, amounts, name):
+    """Dicts with the same keys, masks of their weights' shapes, amounts for some of those keys."""
+    for argument, value in (("weights", weights), ("masks", masks)):
+        if not isinstance(value, dict):
+            raise TypeError(f"{argument} must be a dict {{key: tensor}}, got {type(value).__name__}")
+    if set(weights) != set(masks):
+        only = [f"{', '.join(sorted(set(a) - set(b)))} only in {where}"
+                for a, b, where in ((weights, masks, "weights"), (masks, weights, "masks"))
+                if set(a) - set(b)]
+        raise ValueError(f"weights and masks must have the same keys: {'; '.join(only)}")
+    if not isinstance(amounts, dict):
+        raise TypeError(f"{name} must be a dict {{key: {_SINGULAR[name]}}} over the keys of masks "
+                        f"({', '.join(sorted(masks))}), got {type(amounts).__name__} {amounts!r}")
+    unknown = sorted(set(amounts) - set(masks), key=str)
+    if unknown:
+        raise ValueError(f"{name}: {', '.join(map(repr, unknown))} "
+                         f"{'is not a key' if len(unknown) == 1 else 'are not keys'} of masks "
+                         f"({', '.join(sorted(masks))})")
+    for key in sorted(masks):
+        mask_shape, weight_shape = _shape(masks[key]), _shape(weights[key])
+        if mask_shape != weight_shape:
+            raise ValueError(f"masks['{key}'] has shape {mask_shape}, weights['{key}'] has {weight_shape}")
+
+
 def _n_drop(alive, amount, by_fraction):
     """How many alive units go: a fraction of the remaining, or down to a density of all."""
     remaining, total = int(tf.reduce_sum(alive)), int(tf.size(alive))
@@ -81,12 +113,11 @@ def prune(weights, masks, fractions=None, densities=None, *, scope="layer", crit
             individual weights within it.
     """
     pools_of, score = SCOPES.get(scope), CRITERIA.get(criterion)
-    if set(weights) != set(masks):
-        raise ValueError("weights and masks must have the same keys")
     if (fractions is None) == (densities is None):
         raise ValueError("give exactly one of fractions and densities")
     by_fraction = fractions is not None
     amounts = fractions if by_fraction else densities
+    _check_arguments(weights, masks, amounts, "fractions" if by_fraction else "densities")
     _check_amounts(amounts, by_fraction)
     for key in sorted(masks):
         mask = tf.cast(masks[key], tf.float32)
