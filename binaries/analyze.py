@@ -83,6 +83,8 @@ flags.DEFINE_list("controls", [], "stability: masks to compare with IMP's: rando
                   "IMP's per-tensor counts) or a further draw of it, random_prune.2.")
 flags.DEFINE_integer("train_steps", None, "stability: iterations of every training (default: the "
                      "experiment's train_steps).")
+flags.DEFINE_integer("checkpoint_every", None, "stability: iterations between the checkpoints of a "
+                     "training (default: the experiment's); a killed training continues from the last one.")
 flags.DEFINE_float("accuracy_tolerance", 0.003, "stability: the accuracy pick is the earliest rewind point "
                    "within this much test accuracy (0.003: 0.3 points) of the best one.")
 flags.DEFINE_float("distance_tolerance", 0.1, "stability: a distance's pick is the earliest rewind point "
@@ -246,7 +248,7 @@ def stability_command():
         prepared = _one_experiment()
         plan = stability.plan(prepared, FLAGS.round, FLAGS.rewind_steps, FLAGS.controls, seeds, FLAGS.points,
                               FLAGS.train_steps, FLAGS.threshold, FLAGS.accuracy_tolerance,
-                              FLAGS.distance_tolerance)
+                              FLAGS.distance_tolerance, FLAGS.checkpoint_every)
     record = cli.execute(stability.run, prepared, plan)
     print(format_stability(record))
     print(f"results: {analyses.stability_path(prepared.directory, FLAGS.round)}")

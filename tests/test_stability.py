@@ -140,13 +140,14 @@ def test_a_finished_analysis_trains_nothing_again(tiny, monkeypatch):
 
 def test_a_killed_analysis_resumes_and_gives_the_same_numbers(tiny, tmp_path, monkeypatch):
     """Killed in its second training (after the full network from theta_0 finished), resumed in a copy of the
-    folder without checkpoints (theta_0 rebuilt from the seed, as for a packed folder)."""
+    folder without checkpoints (theta_0 rebuilt from the seed, as for a packed folder), with checkpoints
+    twice as often as the uninterrupted run: the same numbers."""
     prepared, record = tiny
     copy = tmp_path / "copy"
     copy_results(prepared.directory, copy)
     resumed = experiment.load_experiment(copy, retrainable=True)
-    run = lambda: stability.analyze(resumed, 1, [0], points=3)  # noqa: E731
-    killed_after_save(monkeypatch, 3, run)  # two saves per training: the third is the second one's first
+    run = lambda: stability.analyze(resumed, 1, [0], points=3, checkpoint_every=5)  # noqa: E731
+    killed_after_save(monkeypatch, 6, run)  # four saves per training: the sixth is the second one's at 10
     assert results.is_finished(analyses.stability_run_dir(copy, None, "dense", 0, 1))
     started = analyses.stability_run_dir(copy, 1, "imp", 0, 1)
     assert not results.is_finished(started) and results.checkpoint_dir(started).is_dir()
@@ -169,6 +170,7 @@ def test_bad_arguments_are_refused_naming_the_flag(tiny):
         (dict(controls=["random_reinit"]), "controls: stability compares IMP's mask with random_prune"),
         (dict(controls=["random_prune", "random_prune"]), "controls: random_prune is listed twice"),
         (dict(train_steps=0), r"train_steps: must be an iteration count in \[1, 16,777,216\], got 0"),
+        (dict(checkpoint_every=-1), r"checkpoint_every: must be an iteration count in \[1, 16,777,216\], got -1"),
         (dict(accuracy_tolerance=math.nan), r"accuracy_tolerance: must be in \[0, 1\], got nan"),
         (dict(distance_tolerance=-1), r"distance_tolerance: must be in \[0, 10\], got -1"),
         (dict(threshold=0), r"threshold: must be in \(0, 1\]"),
@@ -180,12 +182,15 @@ def test_bad_arguments_are_refused_naming_the_flag(tiny):
             stability.plan(prepared, arguments.pop("round_index"), arguments.pop("rewind_steps"), **arguments)
 
 
-def test_the_binary_refuses_a_bad_flag_in_one_line(tiny):
+def test_the_binary_reads_the_published_flagfile_and_refuses_in_one_line(tiny):
+    """configs/analyses/stability_lenet300_mnist.cfg is read by the stability command: its rewind points
+    are past this tiny experiment's 20 iterations."""
     prepared, _ = tiny
-    result = run_binary("analyze", "stability", f"--experiment_dir={prepared.directory}", "--round=1",
-                        "--rewind_steps=0,x")
+    result = run_binary("analyze", "stability", "--flagfile=configs/analyses/stability_lenet300_mnist.cfg",
+                        f"--experiment_dir={prepared.directory}", "--round=1")
     assert result.returncode == 2
-    assert result.stderr.strip() == "analyze: error: --rewind_steps: must be comma-separated integers, got 0,x"
+    assert result.stderr.strip() == ("analyze: error: --rewind_steps: must be iterations in [0, train_steps=20] "
+                                     "of round 0, got 0,100,500,2000")
 
 
 def _record(seed, imp, random, dense_at_0=0.98, steps=(0, 100, 500)):

@@ -21,7 +21,7 @@ COMMAND_FLAGS = {
     "study": ("study_dir", "claims"),
     "taxonomy": ("experiment_dir", "sizes"),
     "stability": ("experiment_dir", "data_dir", "round", "data_seeds", "points", "rewind_steps", "controls",
-                  "train_steps", "threshold", "accuracy_tolerance", "distance_tolerance"),
+                  "train_steps", "checkpoint_every", "threshold", "accuracy_tolerance", "distance_tolerance"),
     "stability_report": ("experiment_dir",),
 }
 MAX_POINTS = 1001  # points on a line: steps of alpha down to 0.001

@@ -72,6 +72,7 @@ class Plan:
     threshold: float
     accuracy_tolerance: float
     distance_tolerance: float
+    checkpoint_every: int  # how often a training saves a checkpoint (results do not depend on it)
 
     def criteria(self):
         """The settings of the picks, as the record states them."""
@@ -95,6 +96,12 @@ def _control_branches(controls):
     return tuple(branches)
 
 
+def _iterations(value, field):
+    if not (isinstance(value, int) and 1 <= value <= bounds.MAX_ITERATIONS):
+        raise ConfigError(field, f"must be an iteration count in [1, {bounds.MAX_ITERATIONS:,}], got {value}")
+    return value
+
+
 def _fraction(value, field, most):
     if not 0 <= value <= most:  # NaN fails too
         raise ConfigError(field, f"must be in [0, {most:g}], got {value}")
@@ -102,7 +109,7 @@ def _fraction(value, field, most):
 
 
 def plan(prepared, round_index, rewind_steps, controls=(), data_seeds=(1, 2), points=30, train_steps=None,
-         threshold=0.02, accuracy_tolerance=0.003, distance_tolerance=0.1):
+         threshold=0.02, accuracy_tolerance=0.003, distance_tolerance=0.1, checkpoint_every=None):
     """The checked Plan; a ConfigError naming the argument (as its flag) otherwise. Reads, writes nothing.
 
     `round_index` must be a finished pruned round with a mask file; `rewind_steps`
@@ -110,7 +117,8 @@ def plan(prepared, round_index, rewind_steps, controls=(), data_seeds=(1, 2), po
     entries random_prune[.DRAW]; `train_steps` (default: the experiment's) the
     length of every training; `threshold` the instability below which a
     point is stable, `accuracy_tolerance` (accuracy, absolute) and
-    `distance_tolerance` (relative) the picks' tolerances.
+    `distance_tolerance` (relative) the picks' tolerances; `checkpoint_every`
+    (default: the experiment's) how often a training saves a checkpoint.
     """
     seeds = analyze_checks.lmc_options(data_seeds, points)
     connectivity.check_round(prepared, round_index)
@@ -123,16 +131,14 @@ def plan(prepared, round_index, rewind_steps, controls=(), data_seeds=(1, 2), po
     if max(steps) > experiment_steps:
         raise ConfigError("rewind_steps", f"must be iterations in [0, train_steps={experiment_steps}] of "
                                           f"round 0, got {','.join(map(str, steps))}")
-    if train_steps is None:
-        train_steps = experiment_steps
-    if not (isinstance(train_steps, int) and 1 <= train_steps <= bounds.MAX_ITERATIONS):
-        raise ConfigError("train_steps", f"must be an iteration count in [1, {bounds.MAX_ITERATIONS:,}], "
-                                         f"got {train_steps}")
+    train_steps = _iterations(experiment_steps if train_steps is None else train_steps, "train_steps")
+    checkpoint_every = _iterations(prepared.config.training.checkpoint_every if checkpoint_every is None
+                                   else checkpoint_every, "checkpoint_every")
     if not 0 < threshold <= 1:
         raise ConfigError("threshold", f"must be in (0, 1] (a difference of error rates), got {threshold}")
     return Plan(round_index, tuple(sorted(set(steps))), (IMP,) + _control_branches(controls), tuple(seeds),
                 points, train_steps, float(threshold), _fraction(accuracy_tolerance, "accuracy_tolerance", 1.0),
-                _fraction(distance_tolerance, "distance_tolerance", MAX_TOLERANCE))
+                _fraction(distance_tolerance, "distance_tolerance", MAX_TOLERANCE), checkpoint_every)
 
 
 def analyze(prepared, round_index, rewind_steps, **options):
@@ -145,10 +151,17 @@ class _Runs:
 
     def __init__(self, prepared, model, plan_):
         self.prepared, self.model, self.plan = prepared, model, plan_
-        budget = connectivity.stopped_at(prepared.config.resolved_training(), plan_.train_steps)
-        self.trainers = {seed: training.Trainer(model, prepared.splits, dataclasses.replace(budget, data_seed=seed))
+        self.trainers = {seed: training.Trainer(model, prepared.splits, self._budget(seed))
                          for seed in plan_.data_seeds}
         self.paths = {key: weight.path for key, weight, _ in model_ops.masked_weights(model)}
+
+    def _budget(self, seed):
+        """The experiment's training config with data order `seed`, `train_steps` long (the schedule's
+        milestones past the end are not reached) and the plan's checkpoint cadence (no effect on results)."""
+        config = dataclasses.replace(self.prepared.config.resolved_training(), data_seed=seed)
+        config = connectivity.stopped_at(config, self.plan.train_steps)  # a copy
+        object.__setattr__(config, "checkpoint_every", self.plan.checkpoint_every)
+        return config
 
     def train(self, round_index, mask, k, seed, masks, start):
         """(record, trained state) of one training, trained now unless it is finished."""

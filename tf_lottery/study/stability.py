@@ -179,7 +179,7 @@ def _finding(claim, kind, paper, ours, verdict):
 
 
 def _size(rounds, r):
-    return f"at {_percent(rounds.first(r))}%"
+    return f"At {_percent(rounds.first(r))}%"
 
 
 def _more_stable_than_random(rounds, r, field):
