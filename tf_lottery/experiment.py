@@ -21,6 +21,7 @@ from tf_lottery import flags as flag_lib
 from tf_lottery import results
 from tf_lottery import writable
 from tf_lottery.config import ExperimentConfig
+from tf_lottery.data import user as user_data
 from tf_lottery.results import launches
 from tf_lottery.results import library
 from tf_lottery.results import lock
@@ -187,9 +188,7 @@ def load_experiment(experiment_dir, data_dir=None, retrainable=False):
     """
     values = _saved_values(experiment_dir)
     if library.is_library_experiment(values) and not retrainable:
-        x, y = library.read_test_sample(experiment_dir)
-        splits = data.Splits("test sample", x[:0], y[:0], x[:0], y[:0], x, y, None, 0.0, 1.0,
-                             scaled=True)
+        splits = user_data.test_only(*library.read_test_sample(experiment_dir))
         return Prepared(None, library.PROGRAM, pathlib.Path(experiment_dir), splits, saved=values)
     return prepare(saved_config(experiment_dir, **({"data_dir": data_dir} if data_dir is not None else {})),
                    "imp", new_run=False)

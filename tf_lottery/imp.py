@@ -12,7 +12,9 @@ from tf_lottery import results
 from tf_lottery import rounds as round_loop
 from tf_lottery import schedules
 from tf_lottery.config import RESETS, LotteryConfig, PruningConfig, TrainingConfig
+from tf_lottery.data import structure
 from tf_lottery.data import user as user_data
+from tf_lottery.data import user_checks
 from tf_lottery.objective import Objective
 from tf_lottery.results import checkpoints
 from tf_lottery.results import launches
@@ -155,21 +157,22 @@ def _library_context(model, train_data, validation_data, test_data, *, rounds, e
     experiment_dir = pathlib.Path(experiment_dir)
     training_config, pruning_config = _checked_settings(model, training_config, pruning_config, rounds,
                                                         callbacks)
-    splits = user_data.as_splits(train_data, validation_data, test_data)
-    training_config = _in_iterations(training_config, splits)
+    splits = user_data.as_splits(train_data, validation_data, test_data, structure.model_inputs(model))
     lottery = LotteryConfig(rounds=rounds, reset=reset, rewind_step=rewind_step)
     objective = Objective.from_compiled(model, monitor)
+    user_checks.check(model, splits, objective, training_config, inside_splits=splits is train_data)
+    training_config = _in_iterations(training_config, splits)
     _check_against_data(splits, training_config, lottery, objective)
     described = library.describe(model, splits, user_data.fingerprint(splits), training_config,
                                  pruning_config, lottery, objective)
     held.enter_context(lock.hold(experiment_dir))
-    library.check_folder(experiment_dir, described, (training_config, pruning_config))
+    folder = library.check_folder(experiment_dir, described, (training_config, pruning_config), model)
     context = round_loop.make_context(
         model, splits, rounds=rounds, training_config=training_config, pruning_config=pruning_config,
         experiment_dir=experiment_dir, on_nan=on_nan, strategy=strategy, objective=objective,
         callbacks=callbacks, verbose=verbose)
     launches.check_numerics(experiment_dir)  # a resume on another machine warns, as the binaries do
-    library.write(experiment_dir, described, model, splits)
+    library.write(experiment_dir, described, model, splits, folder)
     launches.record(experiment_dir)
     return context
 

@@ -20,7 +20,7 @@ def sources(splits, config):
     hands over tf.data pipelines (`train_batches`, `eval_batches`): validation
     and test are then pipelines of (images, labels) batches, or None. The
     others hold uint8 arrays (train_x ... test_y) with `mean` and `std`:
-    validation and test are then ArraySources (validation None if empty).
+    validation and test are then ArraySources (None if empty).
     """
     if splits.streamed:
         return (StreamSource(splits.train_batches),
@@ -31,15 +31,17 @@ def sources(splits, config):
     options = {"mean": normalization["mean"], "std": normalization["std"], "scaled": splits.scaled,
                "unit_norm": getattr(splits, "scaling", None) == "unit_norm"}
     train = ArraySource(*tensors["train"], augment=config.augment, seed=config.data_seed, **options)
-    val = ArraySource(*tensors["val"], **options)
-    return train, val if val.size else None, ArraySource(*tensors["test"], **options)
+    val, test = (ArraySource(*tensors[name], **options) for name in ("val", "test"))
+    return train, val if val.size else None, test if test.size else None
 
 
 def shared_tensors(splits):
-    """{'train' | 'val' | 'test': (images, labels)} of `splits` as tensors, made once per object."""
+    """{'train' | 'val' | 'test': (images, labels)} of `splits` as tensors, made once per object
+    (images keep their structure: one tensor, or a list or dict of them for several inputs)."""
     key = id(splits)
     if key not in _SHARED:
-        _SHARED[key] = {name: tuple(tf.constant(getattr(splits, f"{name}_{part}")) for part in "xy")
+        _SHARED[key] = {name: tuple(tf.nest.map_structure(tf.constant, getattr(splits, f"{name}_{part}"))
+                                    for part in "xy")
                         for name in ("train", "val", "test")}
         weakref.finalize(splits, _SHARED.pop, key, None)
     return _SHARED[key]
@@ -81,7 +83,8 @@ class ArraySource:
 
     Keeping the images as uint8 and gathering (and normalising) inside the
     compiled training step avoids a per-batch tf.data map, which costs more
-    than the step itself for small networks.
+    than the step itself for small networks. The inputs of a model of
+    several inputs (already scaled) are a list or dict of tensors.
     """
 
     seekable = True
@@ -89,10 +92,10 @@ class ArraySource:
 
     def __init__(self, images, labels, mean=0.0, std=1.0, augment=False, seed=0, scaled=False,
                  unit_norm=False):
-        self.size = int(images.shape[0])
+        self.images = tf.nest.map_structure(tf.convert_to_tensor, images)
+        self.size = int(tf.nest.flatten(self.images)[0].shape[0])
         self.scaled = scaled
         self.unit_norm = unit_norm
-        self.images = tf.convert_to_tensor(images)
         self.labels = tf.convert_to_tensor(labels)
         self.mean = float(mean)
         self.std = float(std)
@@ -105,14 +108,14 @@ class ArraySource:
         """uint8 images to float32, scaled to [0, 1] then standardised (or each to unit L2 norm);
         scaled inputs only cast."""
         if self.scaled:
-            return tf.cast(images, tf.float32)
+            return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), images)
         if self.unit_norm:
             return unit_norm(tf.cast(images, tf.float32))
         return (tf.cast(images, tf.float32) / 255.0 - self.mean) / self.std
 
     def prepare(self, indices, step=None):
         """(normalised images, labels) of the examples at `indices`, augmented for batch `step` if on."""
-        images = self.normalize(tf.gather(self.images, indices))
+        images = self.normalize(tf.nest.map_structure(lambda t: tf.gather(t, indices), self.images))
         if self.augment:
             images = pad_crop_flip(images, tf.stack([tf.cast(self.seed, tf.int64),
                                                      tf.cast(step, tf.int64)]))
@@ -169,7 +172,8 @@ class ArraySource:
     def eval_batches(self, batch_size):
         """The whole split in order, as (normalised images, labels) batches made as they are read."""
         for start in range(0, self.size, batch_size):
-            yield self.normalize(self.images[start:start + batch_size]), self.labels[start:start + batch_size]
+            yield (self.normalize(tf.nest.map_structure(lambda t: t[start:start + batch_size], self.images)),
+                   self.labels[start:start + batch_size])
 
     def eval_slice(self, start, size):
         """(normalised images, labels) of examples start .. start+size-1 (`size` static), for a
@@ -180,13 +184,17 @@ class ArraySource:
         the last bits.
         """
         divisor, mean, std = self._eval_constants
-        images = tf.cast(tf.slice(self.images, tf.stack([start] + [0] * (self.images.shape.rank - 1)),
-                                  [size] + self.images.shape[1:].as_list()), tf.float32)
-        labels = tf.slice(self.labels, tf.stack([start] + [0] * (self.labels.shape.rank - 1)),
-                          [size] + self.labels.shape[1:].as_list())
+        images = tf.nest.map_structure(lambda t: tf.cast(_rows(t, start, size), tf.float32), self.images)
+        labels = _rows(self.labels, start, size)
         if self.unit_norm:
             return unit_norm(images), labels
         return (images if self.scaled else (images / divisor - mean) / std), labels
+
+
+def _rows(tensor, start, size):
+    """Rows start .. start+size-1 of `tensor` (`size` static)."""
+    return tf.slice(tensor, tf.stack([start] + [0] * (tensor.shape.rank - 1)),
+                    [size] + tensor.shape[1:].as_list())
 
 
 def unit_norm(images):

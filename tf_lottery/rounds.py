@@ -190,8 +190,9 @@ def _run_branch(branch, on_round_start):
         results.update_summary(context.experiment_dir, records, control=branch.name)
         if not record.get("failed"):
             tensorboard.log_round(context.experiment_dir, r, context.training_config, control=branch.name)
-            logging.info("%s: %.2f%% remaining, early-stop iteration %d, test accuracy %.4f",
+            accuracy = record["early_stop_test_accuracy"]  # None without test data
+            logging.info("%s: %.2f%% remaining, early-stop iteration %d, test accuracy %s",
                          branch.log_name(r), 100 * record["remaining_fraction"],
-                         record["early_stop_iteration"], record["early_stop_test_accuracy"])
+                         record["early_stop_iteration"], "n/a" if accuracy is None else f"{accuracy:.4f}")
     results.update_summary(context.experiment_dir, records, control=branch.name)
     return records

@@ -350,7 +350,8 @@ class Trainer:
     def evaluate(self):
         """{'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', and val_/test_ of each compiled
         metric} of the model as it is now."""
-        if isinstance(self._test, input_pipeline.ArraySource) and not self.objective.metrics:
+        in_memory = any(isinstance(s, input_pipeline.ArraySource) for s in (self._val, self._test))
+        if in_memory and not self.objective.metrics:
             return self._evaluate_arrays()
         return {**self._evaluate_split(self._val, "val"), **self._evaluate_split(self._test, "test")}
 

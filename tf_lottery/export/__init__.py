@@ -2,8 +2,8 @@
 
 `export(experiment_dir, export_dir, round="best")` writes into export_dir:
 
-  saved_model/          tf.saved_model, 'serve' signature (input named after the model's
-                        input layer, output 'output_0'); loads with plain TensorFlow
+  saved_model/          tf.saved_model, 'serve' signature (inputs named after the model's
+                        input layers, output 'output_0'); loads with plain TensorFlow
   model.keras           the same network as a Keras 3 file (standard layers only)
   model_float.tflite    TFLite, float32
   model_int8.tflite     TFLite with dynamic-range int8 weights (tf.lite.Optimize.DEFAULT)

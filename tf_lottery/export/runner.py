@@ -18,6 +18,7 @@ from tf_lottery import experiment
 from tf_lottery import model_ops
 from tf_lottery import results
 from tf_lottery import shrink
+from tf_lottery.data import structure
 from tf_lottery.export import tflite
 from tf_lottery.export import transaction
 from tf_lottery.export.request import REPORT, ExportError
@@ -50,8 +51,25 @@ def restore(job):
 
 
 def _batched(function, x):
-    return np.concatenate([np.asarray(function(x[i:i + BATCH]), dtype=np.float32)
-                           for i in range(0, len(x), BATCH)])
+    """function(batch) over x (one array, or a list or dict of arrays) BATCH examples at a time."""
+    count = len(structure.leaves(x)[0])
+    return np.concatenate([np.asarray(function(structure.map_arrays(lambda a: a[i:i + BATCH], x)),
+                                      dtype=np.float32) for i in range(0, count, BATCH)])
+
+
+def _named(model, x):
+    """x as the exported signatures take it: one array, or {input name: array} for several inputs."""
+    if structure.is_single(x):
+        return x
+    inputs = structure.leaves(structure.model_inputs(model))
+    return {tensor.name: array for tensor, array in zip(inputs, structure.leaves(x))}
+
+
+def _input_shapes(named):
+    """The report's input shape: [None, ...], or {input name: [None, ...]} for several inputs."""
+    if isinstance(named, dict):
+        return {name: [None, *array.shape[1:]] for name, array in named.items()}
+    return [None, *named.shape[1:]]
 
 
 def _keras_outputs(model, x):
@@ -101,18 +119,21 @@ def _check_saved_model(path, x, masks, counts):
     if "serve" not in loaded.signatures:
         raise ExportError(f"{path}: no 'serve' signature")
     serve = loaded.signatures["serve"]
-    (input_name,) = serve.structured_input_signature[1]
+    specs = serve.structured_input_signature[1]
     (output_name,) = serve.structured_outputs
-    outputs = _batched(lambda b: serve(**{input_name: tf.constant(b)})[output_name], x)
+    named = x if isinstance(x, dict) else {next(iter(specs)): x}
+    if len(specs) != 1 and set(specs) != set(named):
+        raise ExportError(f"saved_model: the 'serve' signature takes {', '.join(sorted(specs))}, the model "
+                          f"{', '.join(sorted(named))}")
+    outputs = _batched(lambda b: serve(**{k: tf.constant(v) for k, v in b.items()})[output_name], named)
     kernels = {}
     for variable in loaded.variables:
         name = variable.name.rsplit(":", 1)[0]
         for key in masks:
             if name == key or name.endswith(f"/{key}"):  # nested models prefix their name
                 kernels[key] = variable.numpy()
-    spec_in, spec_out = serve.structured_input_signature[1][input_name], serve.structured_outputs[output_name]
-    signature = {"name": "serve", "inputs": {input_name: spec_in.shape.as_list()},
-                 "outputs": {output_name: spec_out.shape.as_list()}}
+    signature = {"name": "serve", "inputs": {k: spec.shape.as_list() for k, spec in specs.items()},
+                 "outputs": {output_name: serve.structured_outputs[output_name].shape.as_list()}}
     return outputs, _kernel_check("saved_model", kernels, masks, counts), signature
 
 
@@ -189,13 +210,14 @@ def _write_tflite(saved_model, folder, masks, x, labels, reference, extra):
     return formats
 
 
-def _write_formats(job, model, masks, counts, x, labels, reference, folder, extra):
-    """Writes and checks each format in `folder`; returns {format: result} and the signature."""
+def _write_formats(job, model, masks, counts, x, named, labels, reference, folder, extra):
+    """Writes and checks each format in `folder` (Keras on x, the signatures on `named`); returns
+    {format: result} and the signature."""
     formats, signature = {}, None
     saved_model = folder / "saved_model"
     if "saved_model" in job.formats or "tflite" in job.formats:
         _write_saved_model(model, saved_model)
-        outputs, nonzeros, signature = _check_saved_model(saved_model, x, masks, counts)
+        outputs, nonzeros, signature = _check_saved_model(saved_model, named, masks, counts)
         if "saved_model" in job.formats:
             formats["saved_model"] = {"path": "saved_model", "bytes": _size(saved_model),
                                       **_compare(outputs, reference, labels), "nonzeros": nonzeros}
@@ -208,7 +230,7 @@ def _write_formats(job, model, masks, counts, x, labels, reference, folder, extr
                             **_compare(outputs, reference, labels), "nonzeros": nonzeros}
         _gate("keras", formats["keras"], MAX_DIFF + extra)
     if "tflite" in job.formats:
-        formats.update(_write_tflite(saved_model, folder, masks, x, labels, reference, extra))
+        formats.update(_write_tflite(saved_model, folder, masks, named, labels, reference, extra))
         if "saved_model" not in job.formats:
             shutil.rmtree(saved_model)
     return formats, signature
@@ -237,13 +259,14 @@ def run(job):
     x, labels = splits.test_arrays()
     reference = _keras_outputs(wrapped, x)
     model = model_ops.strip(wrapped)
+    named = _named(model, x)
     report = {
         "source": str(job.prepared.directory.resolve()), "round": job.round,
         "selection": job.selection, "remaining_fraction": job.record["remaining_fraction"],
         "early_stop_test_accuracy": job.record["early_stop_test_accuracy"],
         "final_test_accuracy": job.record["final_test_accuracy"],
         "model": job.prepared.model_name, "dataset": job.prepared.dataset_name,
-        "input": {"shape": [None, *splits.input_shape], "dtype": "float32",
+        "input": {"shape": _input_shapes(named), "dtype": "float32",
                   "normalization": splits.normalization["formula"],
                   "mean": splits.normalization["mean"], "std": splits.normalization["std"]},
         "test_examples": int(len(labels)),
@@ -262,7 +285,7 @@ def run(job):
     counts = {k: v["nonzeros"] for k, v in report["layers"].items()}
     with transaction.staged(job.export_dir, job.overwrite) as folder:
         report["formats"], report["signature"] = _write_formats(
-            job, model, masks, counts, x, labels, reference, folder, extra)
+            job, model, masks, counts, x, named, labels, reference, folder, extra)
         atomic.write_json(folder / REPORT, report)
         transaction.share(folder / REPORT)
     return report

@@ -24,7 +24,10 @@ def interpreter(path):
 
 
 def outputs(model, x, batch_size):
-    """The float32 outputs of the interpreter `model` on `x`, `batch_size` examples at a time."""
+    """The float32 outputs of the interpreter `model` on `x`, `batch_size` examples at a time; `x` is
+    one array, or {input name: array} for the 'serve' signature of a model of several inputs."""
+    if isinstance(x, dict):
+        return _signature_outputs(model, x, batch_size)
     (inp,), (out,) = model.get_input_details(), model.get_output_details()
     results, size = [], None
     for i in range(0, len(x), batch_size):
@@ -37,6 +40,15 @@ def outputs(model, x, batch_size):
         model.invoke()
         results.append(model.get_tensor(out["index"]).astype(np.float32))
     return np.concatenate(results)
+
+
+def _signature_outputs(model, named, batch_size):
+    runner = model.get_signature_runner("serve")
+    (output,) = runner.get_output_details()
+    count = len(next(iter(named.values())))
+    return np.concatenate([
+        runner(**{name: array[i:i + batch_size] for name, array in named.items()})[output].astype(np.float32)
+        for i in range(0, count, batch_size)])
 
 
 def kernel_nonzeros(model, masks):

@@ -82,9 +82,17 @@ class ResetPoint:
         logging.info("reset point captured at iteration %d", iteration)
 
     def restore(self):
+        """Resets the wrapped weights to their snapshots and the unwrapped ones to the saved values.
+
+        The saved values are found by variable path, or in order when every
+        path differs in name only (the model built again in one process, where
+        Keras numbers layer names anew).
+        """
         model_ops.reset(self.model)
         if self.variables:
             values = results.read_arrays(self.path, "it holds the weights every round resets to: "
                                                     "run the experiment again in another folder")
+            if set(values) != set(self.variables) and len(values) == len(self.variables):
+                values = dict(zip(self.variables, values.values()))
             for key, variable in self.variables.items():
                 variable.assign(values[key])
