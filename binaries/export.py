@@ -23,6 +23,11 @@ flags.DEFINE_list("format", list(export.FORMATS),
                   "Formats to write: saved_model, keras, tflite (float and int8).")
 flags.DEFINE_bool("shrink", False,
                   "Export a physically smaller network without the pruned neurons and filters.")
+flags.DEFINE_bool("sparse", False,
+                  "Also write sparse-encoded TFLite files (float32, float16, int8), the compressed ticket "
+                  "(ticket.npz, ticket_int8.npz) and model_fast.tflite, the fastest CPU path measured here; "
+                  "see docs/export.md.")
+flags.DEFINE_integer("sparse_batch", 1, "The batch size at which --sparse measures the fastest path.")
 flags.DEFINE_bool("overwrite", False, "Replace a non-empty --export_dir.")
 flags.DEFINE_float("tolerance", 0.5, "Accuracy drop from round 0, in percentage points, for --round=best.")
 flags.DEFINE_string("data_dir", None, "Where the data is now, if not where config.json says.")
@@ -45,7 +50,21 @@ def format_report(report):
     for name, result in report["formats"].items():
         lines.append(f"{name:<14} {result['max_abs_diff']:>12.2e} {result['argmax_agreement']:>10.4f} "
                      f"{result['test_accuracy']:>9.4f} {result['bytes']:>12,}")
+    if report.get("sparse"):
+        lines.extend(_sparse_lines(report))
     return "\n".join(lines)
+
+
+def _sparse_lines(report):
+    """The sizes against the dense float32 TFLite file and the fast path, layer by layer."""
+    sparse, formats = report["sparse"], report["formats"]
+    sizes = ", ".join(f"{name} {formats[name]['x_smaller_than_dense_tflite']:.1f}x"
+                      for name in formats if "x_smaller_than_dense_tflite" in formats[name])
+    fast = sparse["fast_path"]
+    lines = [f"smaller than the dense float32 TFLite file ({sparse['dense_tflite_bytes']:,} bytes): {sizes}",
+             f"model_fast.tflite: {fast['chosen']}, {fast['speedup_vs_dense']:.2f}x dense; {fast['why']}"]
+    lines += [f"  {key}: {layer['path']}: {layer['reason']}" for key, layer in fast["layers"].items()]
+    return lines
 
 
 def main(argv):
@@ -53,7 +72,8 @@ def main(argv):
     with cli.usage_errors():
         job = export.prepare(FLAGS.experiment_dir, FLAGS.export_dir, round=FLAGS.round,
                              formats=FLAGS.format, shrink=FLAGS.shrink, overwrite=FLAGS.overwrite,
-                             tolerance=FLAGS.tolerance, data_dir=FLAGS.data_dir)
+                             tolerance=FLAGS.tolerance, data_dir=FLAGS.data_dir, sparse=FLAGS.sparse,
+                             sparse_batch=FLAGS.sparse_batch)
     try:
         report = cli.execute(export.run, job)
     except export.ExportError as error:

@@ -38,6 +38,8 @@ _EXPORTS = {
     "summary": "tf_lottery.model_ops",
     "wrap": "tf_lottery.model_ops",
     "wrappers": "tf_lottery.model_ops",
+    "load_ticket": "tf_lottery.export.compressed",
+    "save_ticket": "tf_lottery.export.compressed",
     "PruneDuringFit": "tf_lottery.callbacks",
     "RewindSnapshot": "tf_lottery.callbacks",
 }

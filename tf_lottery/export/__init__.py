@@ -9,6 +9,7 @@
   model_int8.tflite     TFLite with dynamic-range int8 weights (tf.lite.Optimize.DEFAULT)
   export_report.json    source round, sparsity per kernel, and per format: difference to
                         the round's model, test accuracy, file size
+  (with sparse=True)    model_sparse*.tflite, ticket*.npz, model_fast.tflite: see sparse.py
 
 The network has no wrapper, mask or snapshot: kernels are weight * mask
 (`model_ops.strip`), optionally shrunk (`shrink.shrink`). Every file is read
@@ -21,6 +22,11 @@ written beside export_dir and renamed into place, or removed on failure.
   runner.py       `run(job)`: restore, strip, shrink, write and verify each format
   tflite.py       TFLite conversion, running and kernel introspection
   transaction.py  the staged folder renamed into place
+  sparse.py       --sparse: the files below, written and checked, and the report's "sparse" section
+  sparse_tflite.py  sparse-encoded float32/float16/int8 TFLite files; kernels read back (CSR decoded)
+  compressed.py   the compressed ticket file (save_ticket, load_ticket, read_ticket)
+  fast_path.py    the fastest CPU path, layer by layer by measurement (shrink, CSR FULLY_CONNECTED)
+  timing.py       interleaved latency of TFLite interpreters (medians)
 
 Importing this package does not import TensorFlow; `run` does.
 """
@@ -40,11 +46,14 @@ def run(job):
 
 
 def export(experiment_dir, export_dir, round="best", formats=FORMATS, shrink=False, overwrite=False,
-           tolerance=0.5, data_dir=None):
+           tolerance=0.5, data_dir=None, sparse=False, sparse_batch=1):
     """Exports and verifies one round of an experiment folder; returns the report dict.
 
+    With `sparse`, also the sparse-encoded TFLite files, the compressed ticket
+    files and the fastest CPU path measured at `sparse_batch` (sparse.py).
     Raises ConfigError or DataError for bad input, ExportError when an exported
     file fails its check; in both cases export_dir is left as it was.
     """
     return run(prepare(experiment_dir, export_dir, round=round, formats=formats, shrink=shrink,
-                       overwrite=overwrite, tolerance=tolerance, data_dir=data_dir))
+                       overwrite=overwrite, tolerance=tolerance, data_dir=data_dir, sparse=sparse,
+                       sparse_batch=sparse_batch))

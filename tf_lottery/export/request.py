@@ -31,6 +31,8 @@ class Job:
     formats: tuple
     shrink: bool
     overwrite: bool
+    sparse: bool = False
+    sparse_batch: int = 1
 
 
 def parse_round(value):
@@ -74,6 +76,20 @@ def select_round(records, round="best", tolerance=0.5):
                            "threshold": threshold, "eligible_rounds": sorted(r["round"] for r in good)}
 
 
+MAX_SPARSE_BATCH = 4096
+
+
+def check_sparse_batch(value):
+    """The batch size the fast path is measured at: an int from 1 to MAX_SPARSE_BATCH."""
+    try:
+        batch = int(str(value).strip())
+    except ValueError:
+        batch = 0
+    if isinstance(value, bool) or isinstance(value, float) or not 1 <= batch <= MAX_SPARSE_BATCH:
+        raise ConfigError("sparse_batch", f"must be a whole number from 1 to {MAX_SPARSE_BATCH}, got {value!r}")
+    return batch
+
+
 def check_export_dir(export_dir, experiment_dir, overwrite):
     """The resolved export folder: not the experiment folder or above it, one that can be made and
     written, empty unless `overwrite`."""
@@ -92,7 +108,7 @@ def check_export_dir(export_dir, experiment_dir, overwrite):
 
 
 def prepare(experiment_dir, export_dir, round="best", formats=FORMATS, shrink=False, overwrite=False,
-            tolerance=0.5, data_dir=None):
+            tolerance=0.5, data_dir=None, sparse=False, sparse_batch=1):
     """Checks everything that can be checked without TensorFlow; returns a Job. Writes nothing."""
     if isinstance(formats, str):
         formats = formats.split(",")
@@ -101,6 +117,7 @@ def prepare(experiment_dir, export_dir, round="best", formats=FORMATS, shrink=Fa
         raise ConfigError("format", f"must be names from {', '.join(FORMATS)}, got {','.join(formats)!r}")
     requested = parse_round(round)
     _check_tolerance(tolerance)
+    sparse_batch = check_sparse_batch(sparse_batch)
     if not experiment_dir:
         raise ConfigError("experiment_dir", "is required")
     out = check_export_dir(export_dir, experiment_dir, overwrite)
@@ -115,4 +132,5 @@ def prepare(experiment_dir, export_dir, round="best", formats=FORMATS, shrink=Fa
     record = results.read_record(directory)
     if record.get("failed"):
         raise ConfigError("round", f"round {index} failed ({record.get('error')}); choose another")
-    return Job(prepared, index, record, selection, out, formats, bool(shrink), bool(overwrite))
+    return Job(prepared, index, record, selection, out, formats, bool(shrink), bool(overwrite), bool(sparse),
+               sparse_batch)

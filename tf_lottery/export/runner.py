@@ -19,6 +19,7 @@ from tf_lottery import model_ops
 from tf_lottery import results
 from tf_lottery import shrink
 from tf_lottery.data import structure
+from tf_lottery.export import sparse
 from tf_lottery.export import tflite
 from tf_lottery.export import transaction
 from tf_lottery.export.request import REPORT, ExportError
@@ -266,9 +267,7 @@ def run(job):
         "early_stop_test_accuracy": job.record["early_stop_test_accuracy"],
         "final_test_accuracy": job.record["final_test_accuracy"],
         "model": job.prepared.model_name, "dataset": job.prepared.dataset_name,
-        "input": {"shape": _input_shapes(named), "dtype": "float32",
-                  "normalization": splits.normalization["formula"],
-                  "mean": splits.normalization["mean"], "std": splits.normalization["std"]},
+        "input": {"shape": _input_shapes(named), "dtype": "float32", **job.prepared.input_scaling},
         "test_examples": int(len(labels)),
         "reference_test_accuracy": float(np.mean(reference.argmax(-1) == labels)),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
@@ -286,6 +285,11 @@ def run(job):
     with transaction.staged(job.export_dir, job.overwrite) as folder:
         report["formats"], report["signature"] = _write_formats(
             job, model, masks, counts, x, named, labels, reference, folder, extra)
+        if job.sparse:
+            check = sparse.Check(x, labels, reference, TFLITE_MAX_DIFF)
+            formats, report["sparse"] = sparse.write(folder, model, masks, model_ops.strip(wrapped), original,
+                                                     check, splits, job.sparse_batch, extra)
+            report["formats"].update(formats)
         atomic.write_json(folder / REPORT, report)
         transaction.share(folder / REPORT)
     return report
