@@ -65,6 +65,15 @@ class Prepared:
     def dataset_name(self):
         return self.saved["dataset"] if self.config is None else self.config.data.dataset
 
+    @property
+    def input_scaling(self):
+        """{normalization, mean, std}: how the data's stored inputs become the model's (export's report)."""
+        if self.program == library.PROGRAM:
+            return library.input_scaling(self.saved)
+        normalization = self.splits.normalization
+        return {"normalization": normalization["formula"], "mean": normalization["mean"],
+                "std": normalization["std"]}
+
 
 def _differing_fields(config, saved):
     current = config.result_fields()

@@ -1,8 +1,9 @@
 """The results folder of an experiment run from Python (`imp.run_rounds`): its config and what export rebuilds.
 
   config.json       {"program": "library", the settings (flat names), fingerprints of the
-                    model's architecture and of the data, the compiled objective, the model's
-                    name and its masked weights' keys as the folder's first run named them}
+                    model's architecture and of the data, how the data's inputs are scaled for
+                    the model (input_normalization), the compiled objective, the model's name
+                    and its masked weights' keys as the folder's first run named them}
   model.keras       the wrapped model as round 0 starts (architecture, theta_0, masks)
   test_sample.npz   up to 1,000 test examples as the model takes them, for export's checks: the
                     labels y and the inputs x (one input), x0, x1, ... (a list) or x/<name>
@@ -35,8 +36,11 @@ PROGRAM = "library"
 MODEL = "model.keras"
 TEST_SAMPLE = "test_sample.npz"
 _SAMPLE_SIZE = 1000
-# Settings that never change results, the round count (more rounds extend an experiment) and names.
-_IGNORED = {"rounds", "model", "weight_keys"}
+# Settings that never change results, the round count (more rounds extend an experiment), names and
+# the input scaling (the data fingerprint covers it; folders written before it was recorded resume).
+_IGNORED = {"rounds", "model", "weight_keys", "input_normalization"}
+_UNRECORDED = {"normalization": "as in training (not recorded in config.json: run_rounds wrote this folder "
+                                "before it recorded the scaling)", "mean": None, "std": None}
 # What a run writes before its first round finishes (discarded when a corrected run replaces it).
 _STARTED = (MODEL, TEST_SAMPLE, results.RESET_POINT, results.SUMMARY)
 
@@ -124,10 +128,12 @@ def describe(model, splits, data_fingerprint, training_config, pruning_config, l
     if getattr(splits, "variable_batches", False):
         training_values["batch_size"] = "as the pipeline batches"
     pruning_values = {**pruning_config.flat(), "schedule": _schedule_text(pruning_config.schedule)}
+    normalization = {key: np.asarray(value).tolist() if key in ("mean", "std") else value
+                     for key, value in splits.normalization.items()}
     return {"program": PROGRAM, "model": model.name, "dataset": splits.name,
             "model_fingerprint": model_fingerprint(model), "data_fingerprint": data_fingerprint,
-            **training_values, **pruning_values, **lottery.flat(), "objective": objective.describe(),
-            "weight_keys": weight_keys(model)}
+            "input_normalization": normalization, **training_values, **pruning_values, **lottery.flat(),
+            "objective": objective.describe(), "weight_keys": weight_keys(model)}
 
 
 def _result_keys(config_dicts):
@@ -243,6 +249,15 @@ def write(experiment_dir, described, model, splits, folder=Folder()):
     if arrays is not None and len(arrays[1]):
         x, y = arrays
         atomic.write_npz(sample, {**structure.sample_arrays(x), "y": np.asarray(y)})
+
+
+def input_scaling(saved):
+    """The export report's {normalization, mean, std}: how the data's stored inputs become the model's,
+    as config.json `saved` records it (the test sample is stored already scaled)."""
+    recorded = saved.get("input_normalization")
+    if not recorded:
+        return dict(_UNRECORDED)
+    return {"normalization": recorded["formula"], "mean": recorded["mean"], "std": recorded["std"]}
 
 
 def read_test_sample(experiment_dir):
