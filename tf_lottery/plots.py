@@ -9,8 +9,9 @@
 The x axes of the first two are logarithmic and reversed, as in Frankle &
 Carbin's figures. Every figure draws the controls beside the ticket; given
 several folders (replicates of one config), lines are means over them and
-bands their min-max range. Files are found through `tf_lottery.results`;
-nothing here imports TensorFlow.
+bands their min-max range. Runs without test accuracy (run_rounds without
+test data) get val_accuracy_vs_remaining and val_accuracy_curves instead.
+Files are found through `tf_lottery.results`; nothing here imports TensorFlow.
 """
 
 import dataclasses
@@ -122,13 +123,28 @@ def check_rounds(runs, rounds):
     return sorted(set(rounds))
 
 
+SPLIT_NAMES = {"test": "test", "val": "validation"}
+
+
+def accuracy_split(runs):
+    """'test' if every finished record of the runs has its test accuracies, else 'val' (runs of
+    imp.run_rounds without test data): the accuracy the figures and tables show."""
+    records = [rec for run in runs for group in (run.summary["rounds"], *run.summary["controls"].values())
+               for rec in group if not rec.get("failed")]
+    tested = all(rec.get(f"{when}_test_accuracy") is not None
+                 for rec in records for when in ("early_stop", "final"))
+    return "test" if tested else "val"
+
+
 def aggregate(runs, field, control=None):
-    """[(round, mean % remaining, mean, min, max)] of a record field over rounds every run finished."""
+    """[(round, mean % remaining, mean, min, max)] of a record field over rounds every run finished
+    (NaN where a record has no value)."""
     per_run = [run.records(control) for run in runs]
     rounds = sorted(set.intersection(*(set(r) for r in per_run)))
     rows = []
     for r in rounds:
-        values = np.array([float(records[r][field]) for records in per_run])
+        values = np.array([np.nan if records[r][field] is None else float(records[r][field])
+                           for records in per_run])
         remaining = np.mean([100 * records[r]["remaining_fraction"] for records in per_run])
         rows.append((r, float(remaining), float(values.mean()), float(values.min()),
                      float(values.max())))
@@ -202,7 +218,7 @@ def _versus_remaining(runs, out_dir, field, name, ylabel, what):
         if rows:
             draw_series(ax, rows, control_label(control), color, marker, linestyle)
             percents += [row[1] for row in rows]
-    if field == "early_stop_test_accuracy" and ticket[0][0] == 0:
+    if field.endswith("_accuracy") and ticket[0][0] == 0:
         ax.axhline(ticket[0][2], color="0.5", linewidth=0.8, linestyle=":",
                    label="dense network (round 0)")
     remaining_axis(ax, percents)
@@ -213,11 +229,15 @@ def _versus_remaining(runs, out_dir, field, name, ylabel, what):
     return save_figure(fig, out_dir, name, what[0].upper() + what[1:] + ".")
 
 
-def plot_accuracy_vs_remaining(runs, out_dir):
-    """Test accuracy at the early-stop iteration against % of weights remaining."""
-    return _versus_remaining(runs, out_dir, "early_stop_test_accuracy", "accuracy_vs_remaining",
-                             "test accuracy at early stop",
-                             "test accuracy at the early-stop iteration vs weights remaining")
+def plot_accuracy_vs_remaining(runs, out_dir, split="test"):
+    """Test (or validation, split 'val') accuracy at the early-stop iteration against % of weights remaining."""
+    name, note = ("accuracy_vs_remaining", "") if split == "test" else ("val_accuracy_vs_remaining", _NO_TEST)
+    what = f"{SPLIT_NAMES[split]} accuracy at the early-stop iteration vs weights remaining{note}"
+    return _versus_remaining(runs, out_dir, f"early_stop_{split}_accuracy", name,
+                             f"{SPLIT_NAMES[split]} accuracy at early stop", what)
+
+
+_NO_TEST = " (no test accuracy recorded)"
 
 
 def plot_early_stop_vs_remaining(runs, out_dir):
@@ -227,22 +247,24 @@ def plot_early_stop_vs_remaining(runs, out_dir):
                              "early-stop iteration vs weights remaining")
 
 
-def _mean_curve(runs, round_index, control=None):
-    """(iterations, mean, min, max) of test accuracy over the runs' curves of one round, or None."""
+def _mean_curve(runs, round_index, control=None, split="test"):
+    """(iterations, mean, min, max) of test (or validation) accuracy over the runs' curves of one round,
+    or None."""
     curves = []
     for run in runs:
         directory = run.round_dir(round_index, control)
         if not (results.is_finished(directory) and results.curve_path(directory).is_file()):
             return None
-        curves.append({c["iteration"]: c["test_accuracy"]
+        curves.append({c["iteration"]: np.nan if c[f"{split}_accuracy"] is None else c[f"{split}_accuracy"]
                        for c in results.read_curve(directory)})
     iterations = sorted(set.intersection(*(set(c) for c in curves)))
     values = np.array([[c[i] for i in iterations] for c in curves])
     return np.array(iterations), values.mean(0), values.min(0), values.max(0)
 
 
-def plot_accuracy_curves(runs, out_dir, rounds):
-    """Test accuracy over training iterations for `rounds`, one panel each, ticket and controls."""
+def plot_accuracy_curves(runs, out_dir, rounds, split="test"):
+    """Test (or validation) accuracy over training iterations for `rounds`, one panel each, ticket and
+    controls."""
     controls = control_names(runs)
     fig = Figure(figsize=(3.9 * len(rounds) + 0.6, 4.4), layout="constrained")
     axes = fig.subplots(1, len(rounds), sharey=True, squeeze=False)[0]
@@ -251,7 +273,7 @@ def plot_accuracy_curves(runs, out_dir, rounds):
         lines = [(_ticket_label(runs[0].config), None, ("C0", "o", "-"))]
         lines += [(control_label(c), c, style) for style, c in zip(_styles(len(controls)), controls)]
         for label, control, (color, _, linestyle) in lines:
-            curve = _mean_curve(runs, r, control)
+            curve = _mean_curve(runs, r, control, split)
             if curve is None:
                 continue
             x, mean, low, high = curve
@@ -260,17 +282,17 @@ def plot_accuracy_curves(runs, out_dir, rounds):
             shown.append(mean[len(mean) // 10:])
             record = runs[0].records(control).get(r)
             if len(runs) == 1 and record:
-                ax.plot(record["early_stop_iteration"], record["early_stop_test_accuracy"], marker="*",
+                ax.plot(record["early_stop_iteration"], record[f"early_stop_{split}_accuracy"], marker="*",
                         color=color, markersize=10, markeredgecolor="black", linestyle="none")
         remaining = 100 * runs[0].records()[r]["remaining_fraction"]
         ax.set_title(f"round {r}: {remaining:.1f}% remaining", fontsize=10)
         ax.set_xlabel("training iteration")
         ax.grid(True, alpha=0.3)
     values = np.concatenate(shown)
-    low, high = float(values.min()), float(values.max())
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
     margin = 0.1 * (high - low) + 0.005
     axes[0].set_ylim(max(0.0, low - margin), min(1.0, high + margin))
-    axes[0].set_ylabel("test accuracy")
+    axes[0].set_ylabel(f"{SPLIT_NAMES[split]} accuracy")
     legend = {}
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
@@ -281,11 +303,11 @@ def plot_accuracy_curves(runs, out_dir, rounds):
                                     linestyle="none", markersize=10)[0])
         labels.append("early-stop iteration")
     axes[-1].legend(handles, labels, fontsize=8, loc="lower right")
-    fig.suptitle(_title(runs, "test accuracy during training (y axis zoomed)").replace("\n", ": "),
-                 fontsize=11)
-    return save_figure(fig, out_dir, "test_accuracy_curves",
-                 f"Test accuracy during training in rounds {', '.join(map(str, rounds))}, "
-                 "ticket and controls (stars: early-stop iterations).")
+    what = f"{SPLIT_NAMES[split]} accuracy during training"
+    fig.suptitle(_title(runs, f"{what} (y axis zoomed)").replace("\n", ": "), fontsize=11)
+    return save_figure(fig, out_dir, f"{split}_accuracy_curves",
+                       f"{what[0].upper()}{what[1:]} in rounds {', '.join(map(str, rounds))}, ticket and "
+                       f"controls (stars: early-stop iterations){'' if split == 'test' else _NO_TEST}.")
 
 
 def plot_layer_remaining(runs, out_dir):
@@ -393,8 +415,9 @@ def write_plots(directories, rounds_to_plot=None):
     runs = load_runs(directories)
     out_dir = results.plots_dir(directories[0])
     rounds = check_rounds(runs, rounds_to_plot) if rounds_to_plot else default_rounds(runs)
-    plots = [plot_accuracy_vs_remaining(runs, out_dir), plot_early_stop_vs_remaining(runs, out_dir),
-             plot_accuracy_curves(runs, out_dir, rounds), plot_layer_remaining(runs, out_dir),
+    split = accuracy_split(runs)
+    plots = [plot_accuracy_vs_remaining(runs, out_dir, split), plot_early_stop_vs_remaining(runs, out_dir),
+             plot_accuracy_curves(runs, out_dir, rounds, split), plot_layer_remaining(runs, out_dir),
              plot_first_layer_inputs(runs, out_dir, rounds)]
     for path in analyses.rewind_search_paths(runs[0].directory):
         search = analyses.read(path)

@@ -17,29 +17,35 @@ from tf_lottery.results import analyses
 with epy.lazy_imports():
     from tf_lottery import tensorboard
 
-_COLUMNS = "| round | remaining % | early-stop it | test acc @es | final test acc | seconds |"
+NO_TEST = ("The runs recorded no test accuracy (they had no test data): the figures and tables show "
+           "validation accuracy instead.")
 
 
-def markdown_table(records):
-    """The per-round table of results.format_table, as Markdown."""
-    lines = [_COLUMNS, "|" + "---:|" * 6]
+def _accuracy(value):
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def markdown_table(records, split="test"):
+    """The per-round table of results.format_table, as Markdown (split 'val': validation accuracy)."""
+    lines = [f"| round | remaining % | early-stop it | {split} acc @es | final {split} acc | seconds |",
+             "|" + "---:|" * 6]
     for rec in records:
         head = f"| {rec['round']} | {100 * rec['remaining_fraction']:.2f} |"
         if rec.get("failed"):
             lines.append(f"{head} failed: {rec.get('error', '')} | | | |")
             continue
-        lines.append(f"{head} {rec['early_stop_iteration']} | {rec['early_stop_test_accuracy']:.4f} | "
-                     f"{rec['final_test_accuracy']:.4f} | {rec['wall_seconds']:.1f} |")
+        lines.append(f"{head} {rec['early_stop_iteration']} | {_accuracy(rec[f'early_stop_{split}_accuracy'])} | "
+                     f"{_accuracy(rec[f'final_{split}_accuracy'])} | {rec['wall_seconds']:.1f} |")
     return "\n".join(lines)
 
 
-def replicate_table(runs, control=None):
-    """Mean and min-max over replicates of the early-stop and final test accuracy per round."""
-    early = plots_lib.aggregate(runs, "early_stop_test_accuracy", control)
-    final = {row[0]: row for row in plots_lib.aggregate(runs, "final_test_accuracy", control)}
+def replicate_table(runs, control=None, split="test"):
+    """Mean and min-max over replicates of the early-stop and final test (or validation) accuracy per round."""
+    early = plots_lib.aggregate(runs, f"early_stop_{split}_accuracy", control)
+    final = {row[0]: row for row in plots_lib.aggregate(runs, f"final_{split}_accuracy", control)}
     iteration = {row[0]: row for row in plots_lib.aggregate(runs, "early_stop_iteration", control)}
-    lines = ["| round | remaining % | test acc @es: mean (min-max) | early-stop it: mean | "
-             "final test acc: mean (min-max) |", "|" + "---:|" * 5]
+    lines = [f"| round | remaining % | {split} acc @es: mean (min-max) | early-stop it: mean | "
+             f"final {split} acc: mean (min-max) |", "|" + "---:|" * 5]
     for r, remaining, mean, low, high in early:
         _, _, f_mean, f_low, f_high = final[r]
         lines.append(f"| {r} | {remaining:.2f} | {mean:.4f} ({low:.4f}-{high:.4f}) | "
@@ -47,10 +53,10 @@ def replicate_table(runs, control=None):
     return "\n".join(lines)
 
 
-def paired_table(runs, control):
-    """IMP's rounds beside a control's on the same masks: early-stop iteration, test accuracy at
-    early stop and at the end; mean (min-max) over the runs when there are several."""
-    fields = ("early_stop_iteration", "early_stop_test_accuracy", "final_test_accuracy")
+def paired_table(runs, control, split="test"):
+    """IMP's rounds beside a control's on the same masks: early-stop iteration, test (or validation)
+    accuracy at early stop and at the end; mean (min-max) over the runs when there are several."""
+    fields = ("early_stop_iteration", f"early_stop_{split}_accuracy", f"final_{split}_accuracy")
 
     def cells(name):
         rows = {field: {row[0]: row for row in plots_lib.aggregate(runs, field, name)} for field in fields}
@@ -63,7 +69,7 @@ def paired_table(runs, control):
         return f"{mean:.4f}" if low == high else f"{mean:.4f} ({low:.4f}-{high:.4f})"
 
     (imp, imp_rounds), (other, other_rounds) = cells(None), cells(control)
-    headers = ["early-stop it", "test acc @es", "final test acc"]
+    headers = ["early-stop it", f"{split} acc @es", f"final {split} acc"]
     lines = ["| round | remaining % | " + " | ".join(f"IMP {h}" for h in headers) + " | "
              + " | ".join(f"{control} {h}" for h in headers) + " |", "|" + "---:|" * 8]
     for r in sorted(imp_rounds | other_rounds):
@@ -145,21 +151,23 @@ def write_report(directories, plots):
     """Writes `first directory/report.md` from the folders' results and the written Plot list."""
     base = pathlib.Path(directories[0])
     runs = plots_lib.load_runs(directories)
-    controls = plots_lib.control_names(runs)
+    controls, split = plots_lib.control_names(runs), plots_lib.accuracy_split(runs)
     lines = [f"# Lottery-ticket report: {base.resolve().name}", "", describe(runs[0].config), ""]
+    if split != "test":
+        lines += [NO_TEST, ""]
     if len(runs) > 1:
         names = ", ".join(f"`{_link(r.directory, base)}`" for r in runs)
         lines += [f"{len(runs)} runs: {names}.", "",
-                  "## IMP rounds across runs", "", replicate_table(runs), ""]
+                  "## IMP rounds across runs", "", replicate_table(runs, split=split), ""]
         for name in controls:
-            lines += [f"## Control across runs: {name}", "", replicate_table(runs, name), ""]
+            lines += [f"## Control across runs: {name}", "", replicate_table(runs, name, split), ""]
     for name in controls:
-        lines += [f"## IMP against the {name} control", "", paired_table(runs, name), ""]
+        lines += [f"## IMP against the {name} control", "", paired_table(runs, name, split), ""]
     for run in runs:
         suffix = f" (`{_link(run.directory, base)}`)" if len(runs) > 1 else ""
-        lines += [f"## IMP rounds{suffix}", "", markdown_table(run.summary["rounds"]), ""]
+        lines += [f"## IMP rounds{suffix}", "", markdown_table(run.summary["rounds"], split), ""]
         for name, records in run.summary["controls"].items():
-            lines += [f"## Control: {name}{suffix}", "", markdown_table(records), ""]
+            lines += [f"## Control: {name}{suffix}", "", markdown_table(records, split), ""]
     records = [runs[0].records()[r] for r in sorted(runs[0].records())]
     if records and records[0].get("layers"):
         lines += ["## Weights remaining per layer (%)", "", layer_table(records), ""]
