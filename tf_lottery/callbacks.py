@@ -177,7 +177,7 @@ class PruneDuringFit(keras.callbacks.Callback):
         if not self._keys:
             raise ValueError(f"dense_layers: every wrapped layer of model '{model.name}' is listed, "
                              "so there is nothing to prune")
-        structures = self.config.structures(keys, model_ops.output_key(model))
+        structures = model_ops.structures(model, self.config)
         self._structures = {key: structures[key] for key in self._keys}
         restoring = [c for c in _listed_after(self) if isinstance(c, keras.callbacks.EarlyStopping)
                      and c.restore_best_weights]

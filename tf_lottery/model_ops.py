@@ -9,6 +9,7 @@ import numpy as np
 from absl import logging
 
 from tf_lottery import parameters
+from tf_lottery import pruning
 from tf_lottery.wrapper import (LotteryWrapper, builds_from_several_shapes, default_prunable,
                                 is_tf_keras_object, weight_at)
 
@@ -288,9 +289,10 @@ def masked_weights(model):
 
 
 # Keras' convolution layers (Conv1D/2D/3D, their transposes, depthwise and separable ones).
+TRANSPOSED_CONVOLUTIONS = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+                           keras.layers.Conv3DTranspose)
 CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
+                *TRANSPOSED_CONVOLUTIONS, keras.layers.DepthwiseConv1D,
                 keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D,
                 keras.layers.SeparableConv2D)
 
@@ -299,6 +301,20 @@ def conv_keys(model):
     """Keys of the masked weights of convolution layers (what --conv_prune_fraction prunes)."""
     return [key for wrapper in wrappers(model) if isinstance(wrapper.layer, CONVOLUTIONS)
             for key, _, _ in wrapper.masked_weights]
+
+
+def transposed_keys(model):
+    """Keys of the kernels laid out (..., out, in), not (..., in, out): Conv1D/2D/3DTranspose's."""
+    return [key for wrapper in wrappers(model) if isinstance(wrapper.layer, TRANSPOSED_CONVOLUTIONS)
+            for key, _, _ in wrapper.masked_weights if key.endswith("/kernel")]
+
+
+def structures(model, pruning_config):
+    """{key: structure name} of `pruning_config` over the masked weights (PruningConfig.structures), the
+    transposed_keys as pruning.Transposed names, so that a filter is still an output channel."""
+    transposed = transposed_keys(model)
+    names = pruning_config.structures([key for key, _, _ in masked_weights(model)], output_key(model))
+    return {k: pruning.Transposed(v) if k in transposed and v != "unstructured" else v for k, v in names.items()}
 
 
 def get_masks(model):

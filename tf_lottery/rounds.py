@@ -58,7 +58,7 @@ class Context:
         return model_ops.conv_keys(self.model)
 
     def structures(self):
-        return self.pruning_config.structures(self.keys, self.output_key)
+        return model_ops.structures(self.model, self.pruning_config)
 
 
 def make_context(model, splits, *, rounds, training_config, pruning_config, experiment_dir,

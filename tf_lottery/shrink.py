@@ -23,6 +23,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from tf_lottery import model_ops
+
 _PRODUCERS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 # Weightless layers that act on each channel alone and map a constant channel to a constant.
 _CHANNELWISE = (
@@ -111,6 +113,9 @@ def _blocks(layers):
     for layer in layers:
         if not _channels_last(layer):
             raise ShrinkError(f"layer '{layer.name}' is channels_first; shrink needs channels_last")
+        if isinstance(layer, model_ops.TRANSPOSED_CONVOLUTIONS):
+            raise ShrinkError(f"layer '{layer.name}' ({type(layer).__name__}): shrink does not support "
+                              "transposed convolutions; export without shrink")
         if type(layer) in _PRODUCERS:
             if getattr(layer, "groups", 1) != 1:
                 raise ShrinkError(f"grouped conv '{layer.name}' is not supported by shrink")

@@ -244,8 +244,7 @@ def _mask_sets(prepared, model, plan_):
     """{mask name: masks}: IMP's round mask, then each control's random mask with its counts."""
     imp_masks = results.round_masks(prepared.directory, plan_.round)
     pruning_config = prepared.config.resolved_pruning()
-    keys = [key for key, _, _ in model_ops.masked_weights(model)]
-    structures = pruning_config.structures(keys, model_ops.output_key(model))
+    structures = model_ops.structures(model, pruning_config)
     found = {IMP: imp_masks}
     for branch in plan_.masks[1:]:
         draw = controls_lib.parse_spec(branch).draw

@@ -13,8 +13,8 @@ from tf_lottery.pruning.masks import prune, prune_count, random_like, unit_densi
 from tf_lottery.pruning.n_of_m import NOfM, n_of_m_mask, n_of_m_violations
 from tf_lottery.pruning.scopes import SCOPES
 from tf_lottery.pruning.structures import (BLOCK_POOLINGS, OPTIONS, STRUCTURE_NORMS, STRUCTURES, Channel,
-                                           Filter, Neuron, Structure, Unstructured, build)
+                                           Filter, Neuron, Structure, Transposed, Unstructured, build)
 
 __all__ = ["BLOCK_POOLINGS", "Block", "CRITERIA", "Channel", "Filter", "NOfM", "Neuron", "OPTIONS", "SCOPES",
-           "STRUCTURES", "STRUCTURE_NORMS", "Structure", "Unstructured", "build", "n_of_m_mask",
+           "STRUCTURES", "STRUCTURE_NORMS", "Structure", "Transposed", "Unstructured", "build", "n_of_m_mask",
            "n_of_m_violations", "prune", "prune_count", "random_like", "unit_density"]

@@ -17,7 +17,11 @@ with epy.lazy_imports():
 @STRUCTURES.register("block")
 @dataclasses.dataclass(frozen=True)
 class Block(Structure):
-    """Blocks of block_shape on a grid at (0, 0) of the [fan_in, out] view, by avg or max magnitude."""
+    """Blocks of block_shape on a grid at (0, 0) of the [fan_in, out] view, by avg or max magnitude.
+
+    A transposed convolution's kernel (..., out, in), named Transposed('block'),
+    is viewed as [..., in, out] first, so its rows are still the fan-in.
+    """
     block_shape: tuple = (1, 4)
     pooling: str = "avg"
     global_scope: ClassVar[bool] = True

@@ -110,7 +110,10 @@ def prune(weights, masks, fractions=None, densities=None, *, scope="layer", crit
             structure_norm, block_shape, block_pooling and n_of_m build it.
             'n_of_m' imposes the N:M pattern the first time (each group of M
             consecutive input weights keeps its N largest), then prunes
-            individual weights within it.
+            individual weights within it. Kernels are read as [..., in, out];
+            name a transposed convolution's (..., out, in) kernel
+            Transposed(name) (model_ops.transposed_keys lists them; run_rounds
+            and PruneDuringFit do this themselves).
     """
     pools_of, score = SCOPES.get(scope), CRITERIA.get(criterion)
     if (fractions is None) == (densities is None):

@@ -32,7 +32,12 @@ def n_of_m_violations(mask, n, m):
 @STRUCTURES.register("n_of_m")
 @dataclasses.dataclass(frozen=True)
 class NOfM(Unstructured):
-    """N:M: each group of m consecutive input weights keeps its n largest, then single weights are pruned."""
+    """N:M: each group of m consecutive input weights keeps its n largest, then single weights are pruned.
+
+    The groups run along the input axis, as in TF-MOT: axis -2 of a [..., in,
+    out] kernel, the last axis of a transposed convolution's (..., out, in)
+    kernel (named Transposed('n_of_m')).
+    """
     n: int = 2
     m: int = 4
     global_scope: ClassVar[bool] = False
@@ -47,8 +52,9 @@ class NOfM(Unstructured):
 
     def impose(self, weight, mask):
         """The N:M mask while `mask` does not follow the pattern yet, else None."""
+        weight, mask = self.view(weight), self.view(mask)
         if n_of_m_violations(mask, self.n, self.m):
-            return n_of_m_mask(weight, mask, self.n, self.m)
+            return self.view(n_of_m_mask(weight, mask, self.n, self.m))
         return None
 
     @property

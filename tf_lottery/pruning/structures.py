@@ -5,6 +5,10 @@ scores the units of a (weight, mask) pair, says which units are alive and
 expands a flat unit mask back to the tensor. A new structure is one
 subclass registered with `STRUCTURES.register(name)`. Blocks and N:M live
 in their own modules.
+
+Kernels are read as [..., in, out]. A transposed convolution stores its
+kernel as (..., out, in): named as `Transposed(name)`, a structure sees it
+with the last two axes swapped, so a filter is still an output channel.
 """
 
 import dataclasses
@@ -25,12 +29,19 @@ BLOCK_POOLINGS = ("avg", "max")  # how a block sums its magnitudes
 OPTIONS = ("structure_norm", "block_shape", "block_pooling", "n_of_m")  # prune()'s structure keywords
 
 
+class Transposed(str):
+    """A structure name for a kernel laid out (..., out, in), as Keras' Conv1D/2D/3DTranspose store
+    theirs (model_ops.transposed_keys): its spec reads the kernel with the last two axes swapped. It is
+    equal to the plain name, so records and configs do not change."""
+
+
 def build(name, **options):
     """The spec registered as `name`, built from prune()'s structure keywords (OPTIONS)."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"unknown structure options {unknown}; the options are {', '.join(OPTIONS)}")
-    return STRUCTURES.get(name).from_options(**options)
+    spec = STRUCTURES.get(name).from_options(**options)
+    return dataclasses.replace(spec, transposed=True) if isinstance(name, Transposed) else spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,27 +50,35 @@ class Structure:
 
     `global_scope`: whether unit scores compare across tensors (one global
     threshold makes sense). `OPTION_FIELDS` maps prune() keywords to fields.
+    `transposed`: the tensor is a kernel laid out (..., out, in), read with
+    its last two axes swapped (it does not count in comparisons, so a global
+    pool holds transposed and plain kernels alike).
     """
     global_scope: ClassVar[bool] = False
     OPTION_FIELDS: ClassVar[dict] = {}
+    transposed: bool = dataclasses.field(default=False, compare=False, kw_only=True)
 
     @classmethod
     def from_options(cls, **options):
         """The spec from prune()'s structure keywords: it takes the ones it needs."""
         return cls(**{field: options[key] for key, field in cls.OPTION_FIELDS.items() if key in options})
 
+    def view(self, x):
+        """The tensor as the units are read, [..., in, out]; its own inverse."""
+        return tf.linalg.matrix_transpose(x) if self.transposed else x
+
     def scores(self, weight, mask):
         """Flat per-unit magnitude scores (>= 0) of the weights `mask` keeps."""
-        return self.unit_scores(views.magnitude(weight, mask))
+        return self.unit_scores(views.magnitude(self.view(weight), self.view(mask)))
 
     def alive(self, mask):
         """Flat 0/1 per unit: whether `mask` keeps any of its weights."""
-        return self.unit_alive(tf.cast(mask, tf.float32))
+        return self.unit_alive(tf.cast(self.view(mask), tf.float32))
 
     def expand(self, unit_mask, mask):
         """The tensor mask of a flat 0/1 unit mask, times `mask` (a pruned weight never revives)."""
-        mask = tf.cast(mask, tf.float32)
-        return self.spread(unit_mask, mask.shape) * mask
+        mask = tf.cast(self.view(mask), tf.float32)
+        return self.view(self.spread(unit_mask, mask.shape) * mask)
 
     def impose(self, weight, mask):
         """A mask to impose before any unit is pruned (n_of_m's pattern), or None."""
