@@ -191,11 +191,7 @@ def _checked_settings(model, training_config, pruning_config, rounds, callbacks)
         raise TypeError(f"rounds must be an int, got {rounds!r}")
     if not model_ops.masked_weights(model):
         raise ValueError(f"model '{model.name}' has no LotteryWrapper; call tf_lottery.wrap first")
-    layer_names = {layer.name for layer in model._flatten_layers(include_self=False)}
-    unknown = [name for name in pruning_config.dense_layers if name not in layer_names]
-    if unknown:
-        raise ValueError(f"pruning_config.dense_layers: model '{model.name}' has no layer named "
-                         f"{', '.join(map(repr, unknown))}")
+    model_ops.check_layer_names(model, pruning_config.dense_layers, "pruning_config.dense_layers")
     if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
         raise TypeError("callbacks must be keras.callbacks.Callback objects")
     return training_config, pruning_config
