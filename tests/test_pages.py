@@ -47,3 +47,8 @@ def test_a_section_runs_to_the_next_heading_of_its_level():
     assert pages.section(text, "C") == "c1"
     with pytest.raises(KeyError, match="no section 'E'"):
         pages.section(text, "E")
+
+
+def test_a_page_not_in_the_list_is_refused_before_anything_is_written(capsys):
+    assert pages.main(["pages.py", "write", "docs/results/nope.md"]) == 2
+    assert capsys.readouterr().err.endswith("\nnot a page of PAGES: docs/results/nope.md\n")

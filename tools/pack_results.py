@@ -1,18 +1,21 @@
 """Packs a finished experiment's small results for the repository, and unpacks them into a folder.
 
-  python tools/pack_results.py pack [--without_masks] EXPERIMENT_DIR docs/results/data/NAME
+  python tools/pack_results.py pack [--without_masks|--without_rounds] EXPERIMENT_DIR docs/results/data/NAME
   python tools/pack_results.py unpack docs/results/data/NAME OUT_DIR   # then analyze plots OUT_DIR
 
 A study folder (binaries.study) packs the same way: its study_config.json and
 study.json, and each finished point packed under its folder name (a point
-already packed with the same summary.json is left as it is, so packing again
-as more points finish rewrites nothing finished). Unpacked, it is a study
+already packed with the same summary.json and analysis records is left as it
+is, so packing again as more points finish rewrites nothing finished). Unpacked, it is a study
 folder again: `analyze study` reads it, and the study command resumes it.
 
 A pack holds config.json, summary.json, launches.json, every finished round's metrics.json
 (controls included), the curves gzipped (curves.json.gz) and the masks as bits
 (masks.npz: one packed array per round and weight; a control round whose mask
-is IMP's is not stored twice); no checkpoints. Unpacking writes the folder
+is IMP's is not stored twice) and the analyses' records (analysis/*.json, such
+as stability_round_RR.json; a record over MAX_RECORD_BYTES is left out with a
+message); no checkpoints, and none of the arrays the analyses cache or train
+(analysis/rewind_points/, analysis/stability/). Unpacking writes the folder
 layout back, with each round's curve.json and mask.npz, so plots and reports
 can be rebuilt from the repository.
 
@@ -20,6 +23,10 @@ can be rebuilt from the repository.
 records and curves are all `analyze study`, `analyze plots`' accuracy figures and
 tools/pages.py read, and a study of many points' masks is megabytes. Unpacked, such
 a pack has no mask.npz, so nothing that reads the masks (their figures and analyses) runs on it.
+
+`--without_rounds` packs config.json, summary.json, launches.json and the analysis records only
+(no round folders, curves or masks): for analyses of experiments whose rounds are packed elsewhere.
+Unpacked, `analyze stability_report` reads it (it needs config.json and the stability records).
 """
 
 import gzip
@@ -36,6 +43,9 @@ from tf_lottery.study import folder
 
 MASKS = "masks.npz"
 CURVES = "curves.json.gz"
+ANALYSIS = "analysis"  # results.analysis_dir's name
+MAX_RECORD_BYTES = 1_000_000  # an analysis record above this is left out of a pack
+OPTIONS = {"--without_masks": "masks", "--without_rounds": "rounds"}
 
 
 def _round_dirs(experiment_dir):
@@ -46,9 +56,17 @@ def _round_dirs(experiment_dir):
     return [d for d in dirs if results.is_finished(d)]
 
 
-def pack(experiment_dir, out, masks=True):
+def analysis_records(experiment_dir):
+    """(the analysis records of a folder a pack carries, those it leaves out): analysis/*.json up to
+    MAX_RECORD_BYTES each, a larger one left out; nothing in analysis/'s subfolders."""
+    found = sorted(results.analysis_dir(experiment_dir).glob("*.json"))
+    return ([p for p in found if p.stat().st_size <= MAX_RECORD_BYTES],
+            [p for p in found if p.stat().st_size > MAX_RECORD_BYTES])
+
+
+def pack(experiment_dir, out, masks=True, rounds=True):
     """Writes the pack of `experiment_dir` into `out` (replaced if it exists); without `masks`,
-    its records and curves only."""
+    its records and curves only; without `rounds`, its top-level files and analysis records only."""
     experiment_dir, out = pathlib.Path(experiment_dir), pathlib.Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -57,6 +75,19 @@ def pack(experiment_dir, out, masks=True):
                  results.launches_path(experiment_dir)):
         if path.is_file():
             shutil.copyfile(path, out / path.name)
+    kept, too_big = analysis_records(experiment_dir)
+    for path in too_big:
+        print(f"pack_results.py: left out {path} ({path.stat().st_size:,} bytes; an analysis record is "
+              f"packed up to {MAX_RECORD_BYTES:,} bytes)", file=sys.stderr)
+    for path in kept:
+        (out / ANALYSIS).mkdir(exist_ok=True)
+        shutil.copyfile(path, out / ANALYSIS / path.name)
+    if rounds:
+        _pack_rounds(experiment_dir, out, masks)
+
+
+def _pack_rounds(experiment_dir, out, masks):
+    """The finished rounds' records, their curves gzipped and (with `masks`) their masks as bits."""
     packed, shapes, curves, imp_masks = {}, {}, {}, {}
     for directory in _round_dirs(experiment_dir):
         relative = directory.relative_to(experiment_dir)
@@ -110,9 +141,20 @@ def unpack(pack_dir, out, masks=True):
         atomic.write_npz(results.mask_path(out / relative), {**imp, **own} if own or imp else {})
 
 
-def pack_study(study_dir, out, masks=True):
+def _same_records(point, packed):
+    """Whether a point's pack holds its summary.json and analysis records as they are now."""
+    if not (results.summary_path(packed).is_file()
+            and results.read_summary(packed) == results.read_summary(point)):
+        return False
+    have = sorted(p.name for p in (packed / ANALYSIS).glob("*.json"))
+    now = analysis_records(point)[0]
+    return have == [p.name for p in now] and all(
+        (packed / ANALYSIS / p.name).read_bytes() == p.read_bytes() for p in now)
+
+
+def pack_study(study_dir, out, masks=True, rounds=True):
     """Packs a study folder into `out`: its two study files and every finished point's pack
-    (without `masks`: see pack)."""
+    (without `masks` or `rounds`: see pack)."""
     study_dir, out = pathlib.Path(study_dir), pathlib.Path(out)
     _, study = folder.read_study(study_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,10 +164,9 @@ def pack_study(study_dir, out, masks=True):
         point, packed = study_dir / entry["folder"], out / entry["folder"]
         if entry["state"] != "finished":
             continue
-        if (results.summary_path(packed).is_file()
-                and results.read_summary(packed) == results.read_summary(point)):
+        if _same_records(point, packed):
             continue
-        pack(point, packed, masks)
+        pack(point, packed, masks, rounds)
 
 
 def unpack_study(pack_dir, out, masks=True):
@@ -148,15 +189,16 @@ def main(argv):
     words = [a for a in argv if not a.startswith("--")]
     if len(words) != 3 or words[0] not in ("pack", "unpack"):
         print(__doc__.strip().splitlines()[0], "\nusage: python tools/pack_results.py "
-              "pack [--without_masks] DIR OUT | unpack PACK OUT", file=sys.stderr)
+              "pack [--without_masks|--without_rounds] DIR OUT | unpack PACK OUT", file=sys.stderr)
         return 2
     for option in options:
-        if option != "--without_masks" or words[0] != "pack":
-            print(f"pack_results.py: unknown option {option} (pack takes --without_masks)", file=sys.stderr)
+        if option not in OPTIONS or words[0] != "pack":
+            print(f"pack_results.py: unknown option {option} (pack takes {' or '.join(OPTIONS)})", file=sys.stderr)
             return 2
     command, source, target = words
     if command == "pack":
-        (pack_study if _is_study(source) else pack)(source, target, masks=not options)
+        (pack_study if _is_study(source) else pack)(
+            source, target, **{name: option not in options for option, name in OPTIONS.items()})
     else:
         (unpack_study if _is_study(source) else unpack)(source, target)
     return 0

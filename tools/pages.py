@@ -2,6 +2,7 @@
 
   python tools/pages.py check    # exit 1, naming each generated block that differs from the packs
   python tools/pages.py write    # rewrite the blocks (and copy the study figures) from the packs
+  python tools/pages.py write docs/results/stability.md   # those pages only
 
 A page marks each part the code writes; prose lives outside the marks:
 
@@ -15,12 +16,14 @@ The source is one of
   taxonomy=PACK,PACK,... [sizes=21.1,5.5,1.4]  the table of `analyze taxonomy` over those packs
   table=NAME [study=PACK ...] [experiment=PACK ...]
                                                a table of this module's TABLES (below; the
-                                               tables of tools/page_tables.py too)
+                                               tables of tools/page_tables.py and
+                                               tools/stability_tables.py too)
 where PACK is a folder under docs/results/data/ (unpacked with tools/pack_results.py) and a
 section is everything under its heading down to the next heading of the same or a higher level.
 A line `<!-- figures: study=PACK to=FOLDER -->` (no end mark) makes `write` copy the pack's study
-figures (PNG) into docs/results/FOLDER. The packs are unpacked into a temporary folder, and each
-report is made once.
+figures (PNG) into docs/results/FOLDER; `<!-- figures: stability=PACK to=FOLDER -->` draws a
+stability pack's figures there (tools/stability_tables.py). The packs are unpacked into a
+temporary folder, and each report is made once.
 """
 
 import contextlib
@@ -39,6 +42,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import pack_results  # noqa: E402
 import page_tables  # noqa: E402
+import stability_tables  # noqa: E402
 
 from tf_lottery import report as experiment_report  # noqa: E402
 from tf_lottery import taxonomy  # noqa: E402
@@ -48,7 +52,8 @@ from tf_lottery.study import statistics  # noqa: E402
 
 DATA = REPO / "docs" / "results" / "data"
 PAGES = ("README.md", "docs/studies.md", "docs/taxonomy.md", "docs/results/lenet300_mnist.md",
-         "docs/results/lenet300_fashion_mnist.md", "docs/results/conv2_cifar10_jpeg.md")
+         "docs/results/lenet300_fashion_mnist.md", "docs/results/conv2_cifar10_jpeg.md",
+         "docs/results/stability.md")
 _BLOCK = re.compile(r"(<!-- generated: (?P<spec>.*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 _FIGURES = re.compile(r"<!-- figures: (?P<spec>.*?) -->")
 ACCURACY = "early_stop_test_accuracy"
@@ -196,7 +201,8 @@ def reinit_wins_table(sources, packs):
 
 
 TABLES = {"verdicts": verdicts_table, "beside": beside_table, "baseline": baseline_table,
-          "reinit_wins": reinit_wins_table, **page_tables.TABLES}
+          "reinit_wins": reinit_wins_table, **page_tables.TABLES,
+          **stability_tables.TABLES}
 
 
 def _parse(spec):
@@ -241,6 +247,9 @@ def regenerate(text, sources):
 def copy_figures(text, sources):
     for match in _FIGURES.finditer(text):
         args = {key: values[0] for key, values in _parse(match.group("spec")).items()}
+        if "stability" in args:
+            stability_tables.write_figures(sources, args["stability"], REPO / "docs" / "results" / args["to"])
+            continue
         sources.study(args["study"], args.get("claims"), figures=True)
         target = REPO / "docs" / "results" / args["to"]
         target.mkdir(parents=True, exist_ok=True)
@@ -267,11 +276,13 @@ def run(mode, pages=PAGES):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("check", "write"):
-        print(__doc__.strip().splitlines()[0], "\nusage: python tools/pages.py check|write", file=sys.stderr)
+    unknown = [page for page in argv[2:] if page not in PAGES]
+    if len(argv) < 2 or argv[1] not in ("check", "write") or unknown:
+        print(__doc__.strip().splitlines()[0], "\nusage: python tools/pages.py check|write [PAGE ...]"
+              + (f"\nnot a page of PAGES: {', '.join(unknown)}" if unknown else ""), file=sys.stderr)
         return 2
     np.seterr(all="ignore")
-    differing = run(argv[1])
+    differing = run(argv[1], tuple(argv[2:]) or PAGES)
     for page, specs in differing.items():
         for spec in specs:
             print(f"{page}: {'rewrote' if argv[1] == 'write' else 'differs'}: {spec}")
