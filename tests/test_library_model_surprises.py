@@ -251,7 +251,7 @@ def test_transposed_convolutions_are_wrapped_pruned_and_stripped(layer, shape):
 
 
 def test_wrap_logs_the_layers_with_weights_it_leaves_unwrapped(caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):  # Keras' model.export leaves absl's logger at WARNING
         tfl.wrap(_mlp())
     assert [r.getMessage() for r in caplog.records if "not wrapped" in r.getMessage()] == [
         "wrap: layers with weights not wrapped (never pruned): bn (BatchNormalization, 64 parameters)"]
