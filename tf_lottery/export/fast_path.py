@@ -37,7 +37,7 @@ from tf_lottery.export import timing
 from tf_lottery.export import tflite
 from tf_lottery.export import tflite_graph
 
-MARGIN = 0.05  # a path must be this much faster than the one it replaces
+MARGIN = 0.10  # a path must be this much faster than the one it replaces (noise on a shared machine)
 SHRINK_MAX_DIFF = 1e-4  # a shrunk network's outputs against the unshrunk one's (as export --shrink)
 ROUNDS = 15
 
