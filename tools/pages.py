@@ -16,7 +16,8 @@ The source is one of
   taxonomy=PACK,PACK,... [sizes=21.1,5.5,1.4]  the table of `analyze taxonomy` over those packs
   table=NAME [study=PACK ...] [experiment=PACK ...]
                                                a table of this module's TABLES (below; the
-                                               tables of tools/page_tables.py and
+                                               tables of tools/page_tables.py,
+                                               tools/benchmark_tables.py and
                                                tools/stability_tables.py too)
 where PACK is a folder under docs/results/data/ (unpacked with tools/pack_results.py) and a
 section is everything under its heading down to the next heading of the same or a higher level.
@@ -40,6 +41,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
+import benchmark_tables  # noqa: E402
 import pack_results  # noqa: E402
 import page_tables  # noqa: E402
 import stability_tables  # noqa: E402
@@ -52,7 +54,7 @@ from tf_lottery.study import statistics  # noqa: E402
 
 DATA = REPO / "docs" / "results" / "data"
 PAGES = ("README.md", "docs/studies.md", "docs/taxonomy.md", "docs/results/lenet300_mnist.md",
-         "docs/results/lenet300_fashion_mnist.md", "docs/results/conv2_cifar10_jpeg.md",
+         "docs/results/lenet300_fashion_mnist.md", "docs/results/conv2_cifar10_jpeg.md", "docs/export.md",
          "docs/results/stability.md")
 _BLOCK = re.compile(r"(<!-- generated: (?P<spec>.*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 _FIGURES = re.compile(r"<!-- figures: (?P<spec>.*?) -->")
@@ -201,7 +203,7 @@ def reinit_wins_table(sources, packs):
 
 
 TABLES = {"verdicts": verdicts_table, "beside": beside_table, "baseline": baseline_table,
-          "reinit_wins": reinit_wins_table, **page_tables.TABLES,
+          "reinit_wins": reinit_wins_table, **page_tables.TABLES, **benchmark_tables.TABLES,
           **stability_tables.TABLES}
 
 
