@@ -7,48 +7,33 @@ gradient reaches the scores straight through the choice (d loss / d |score| =
 d loss / d used weight * weight), and the inner layer's weights never change
 (the layer is frozen). The chosen mask is written to the wrapper's mask
 variable at every call, so `model_ops.get_masks` and the results folder see it.
+
+The threshold of each tensor is `top_k.threshold`: exact, ties kept, found by
+a few counting passes; training passes start it from the tensor's last
+threshold (a `top_k.Hint`, outside the weights and checkpoints), which makes
+it faster and never changes the mask (benchmarks/edge_popup_step.py).
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tf_lottery import model_ops
+from tf_lottery import top_k
 from tf_lottery.wrapper import LotteryWrapper, _variable_name
 
-
-def kth_largest(values, k):
-    """The k-th largest entry (k a scalar int32 tensor, 1 <= k <= size) of non-negative float32 `values`.
-
-    For non-negative floats the order of the values is that of their int32 bit
-    patterns, so the answer is the largest bit pattern b with at least k
-    entries >= b: a bisection of at most 31 counting passes. Exact; on CPU
-    under XLA the edge-popup training step is about 18x faster than with the
-    full sort it replaces (benchmarks/edge_popup_step.py), and it compiles in
-    well under a second, where a scatter-based radix select took a minute.
-    """
-    bits = tf.bitcast(tf.reshape(tf.cast(values, tf.float32), [-1]), tf.int32)
-    k = tf.cast(k, tf.int32)
-
-    def halve(low, high):
-        middle = low + (high - low + 1) // 2
-        enough = tf.reduce_sum(tf.cast(bits >= middle, tf.int32)) >= k
-        return tf.where(enough, middle, low), tf.where(enough, high, middle - 1)
-
-    low, _ = tf.while_loop(lambda low, high: low < high, halve,
-                           (tf.constant(0), tf.constant(0x7F800000)), maximum_iterations=32)
-    return tf.bitcast(low, tf.float32)
+kth_largest = top_k.kth_largest  # the exact k-th largest |score| (its search is in top_k)
 
 
-def top_fraction(scores, density):
+def top_fraction(scores, density, hint=None):
     """A 0/1 mask of the entries of non-negative `scores` in the top `density` (a scalar tensor).
 
     k = round(density * size), at least 1; ties at the threshold are all kept.
+    `hint`: a top_k.Hint warm-starting the threshold's search (the mask never depends on it).
     """
     size = int(np.prod(scores.shape))
     k = ops.clip(ops.cast(ops.round(density * size), "int32"), 1, size)
-    return ops.cast(scores >= ops.cast(kth_largest(scores, k), scores.dtype), "float32")
+    return ops.cast(scores >= ops.cast(top_k.threshold(scores, k, hint), scores.dtype), "float32")
 
 
 @keras.saving.register_keras_serializable(package="tf_lottery")
@@ -67,13 +52,17 @@ class EdgePopupWrapper(LotteryWrapper):
             setattr(self, f"{name}_score", score)
             setattr(self, f"{name}_density", density)
             self._scores.append((score, density))
+        # Warm starts of the training passes' thresholds: set with object.__setattr__, outside Keras'
+        # weights and every checkpoint (the masks never depend on them).
+        object.__setattr__(self, "_hints", tuple(top_k.Hint() for _ in self._scores))
         self.layer.trainable = False
 
     def _used_weights(self, training=None):
         mapping = []
-        for (_, weight, mask), (score, density) in zip(self._masked, self._scores):
+        for (_, weight, mask), (score, density), hint in zip(self._masked, self._scores, self._hints):
             magnitude = ops.abs(score)
-            chosen = top_fraction(magnitude, density)
+            # Inference passes (evaluation, export) search from scratch: a traced export holds no hint.
+            chosen = top_fraction(magnitude, density, hint if training else None)
             mask.assign(chosen)
             # The choice passes the gradient straight through to |score| (and so, by sign, to score).
             straight_through = chosen + magnitude - ops.stop_gradient(magnitude)
