@@ -1,5 +1,6 @@
 """Export: every format read back and checked, the report, best-round choice, shrink, refusals, the binary."""
 
+import importlib
 import json
 import pathlib
 import re
@@ -15,7 +16,6 @@ import pytest
 import tf_lottery as tfl
 from tf_lottery import experiment, export, pruning, results, shrink
 from tf_lottery.config import ConfigError, ExperimentConfig
-from tf_lottery.export import runner
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -328,6 +328,9 @@ def test_corrupt_checkpoint_is_refused(experiment_dir, tmp_path):
 
 
 def test_failed_check_leaves_nothing(experiment_dir, tmp_path, monkeypatch):
+    # The module itself: tf_lottery.export.runner is a lazy proxy, and monkeypatch's undo through it
+    # deletes the constant from the real module (every later export in the process then fails).
+    runner = importlib.import_module("tf_lottery.export.runner")
     monkeypatch.setattr(runner, "MAX_DIFF", -1.0)
     with pytest.raises(export.ExportError, match="keras: outputs differ from the round's model"):
         export.export(experiment_dir, tmp_path / "deep" / "out", round=1, formats=["keras"])
