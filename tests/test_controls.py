@@ -394,6 +394,9 @@ def test_learned_masks_move_only_the_scores(finished, monkeypatch, method, rank)
         tfl.ExperimentConfig.from_flat(structure="neuron", controls=[method])
 
 
+# Every control through the binary, about 15 s on 2 cores: run by hand with -m slow (each control's
+# own tests and the --controls flag's binary test stay in the default suite).
+@pytest.mark.slow
 def test_every_method_trains_a_working_network_through_the_binary(tmp_path):
     names = ["one_shot", "random_prune", "reshuffle", "signed_constant", "snip", "grasp", "synflow", "gmp",
              "early_bird", "edge_popup", "supermask"]

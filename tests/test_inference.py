@@ -93,6 +93,8 @@ def _group(rng, seeds, one_shot_effect=0.0, back_effect=0.0, noise=0.002):
     return statistics.Group((), "all points", runs)
 
 
+# 200 simulated studies, about 8 s on 2 cores: run by hand with -m slow.
+@pytest.mark.slow
 def test_with_no_effect_a_directional_claim_rarely_agrees():
     rng = np.random.default_rng(0)
     verdicts = [claims.check(_group(rng, 5), "lth_lenet")[10].verdict for _ in range(200)]

@@ -141,8 +141,9 @@ def cifar_splits():
     return make_splits(n_train=16, n_val=8, n_test=8, shape=SHAPE, classes=CLASSES)
 
 
-# ResNet-50 trains for 15 s alone: run by hand with -m slow (its shapes and seeding stay in the default suite).
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet50" else n
+# ResNet-50 and ResNet-56 train for 7-15 s each: run by hand with -m slow (their shapes and seeding stay in the
+# default suite; ResNet-18 and ResNet-20 train here).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("resnet50", "resnet56") else n
                                   for n in CIFAR_MODELS])
 def test_wrap_train_and_strip(name, cifar_splits):
     model = built(name)

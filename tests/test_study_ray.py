@@ -150,6 +150,8 @@ def _study_command(study_dir):
             f"--study_dir={study_dir}", "--workers=2"]
 
 
+# About 20 s on 2 cores: run by hand with -m slow (a killed worker's retry and SIGTERM stay in the default suite).
+@pytest.mark.slow
 def test_a_killed_driver_loses_nothing_the_rerun_cannot_finish(reference, tmp_path):
     study_dir = tmp_path / "killed"
     log = open(tmp_path / "driver.log", "w")
